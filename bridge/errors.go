@@ -1,0 +1,52 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"syscall"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/wskafka/wskafka/protocol"
+)
+
+// Conditions the protocol reports with their own codes. Kafka client errors are matched to them by
+// replyError, so the rest of the bridge only wraps and passes errors on.
+var (
+	// ErrUnknownTopic: a topic named in a request does not exist.
+	ErrUnknownTopic = errors.New("unknown topic")
+	// ErrShuttingDown: the handler is being cleaned up (config reload or exit).
+	ErrShuttingDown = errors.New("the server is shutting down")
+	// ErrMessageTooLarge: a publish is larger than max_message_bytes.
+	ErrMessageTooLarge = errors.New("message too large")
+	// ErrOffsetOutOfRange: a partition reader's offset no longer exists in the partition.
+	ErrOffsetOutOfRange = errors.New("offset out of range")
+)
+
+// replyError turns an error from a Kafka operation into the error payload of an s:1 reply.
+func replyError(op string, err error) *protocol.Error {
+	switch {
+	case errors.Is(err, ErrShuttingDown):
+		return &protocol.Error{Code: protocol.CodeShuttingDown, Message: op + ": " + err.Error()}
+	case errors.Is(err, ErrUnknownTopic), errors.Is(err, kafka.UnknownTopicOrPartition):
+		return &protocol.Error{Code: protocol.CodeUnknownTopic, Message: op + ": " + err.Error()}
+	case errors.Is(err, ErrMessageTooLarge), errors.Is(err, kafka.MessageSizeTooLarge):
+		return &protocol.Error{Code: protocol.CodeInvalidPayload, Message: op + ": " + err.Error()}
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, kafka.RequestTimedOut):
+		return &protocol.Error{Code: protocol.CodeKafkaTimeout, Message: fmt.Sprintf("%s: kafka did not answer in time: %v", op, err)}
+	case unreachable(err):
+		return &protocol.Error{Code: protocol.CodeKafkaUnavailable, Message: fmt.Sprintf("%s: kafka is unreachable: %v", op, err)}
+	}
+	return &protocol.Error{Code: protocol.CodeKafkaError, Message: op + ": " + err.Error()}
+}
+
+// unreachable tells whether err means no broker could be reached, as opposed to a broker refusing the request.
+func unreachable(err error) bool {
+	var opErr *net.OpError
+	var dnsErr *net.DNSError
+	return errors.As(err, &opErr) || errors.As(err, &dnsErr) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, kafka.BrokerNotAvailable) ||
+		errors.Is(err, kafka.LeaderNotAvailable) || errors.Is(err, kafka.NotLeaderForPartition)
+}

@@ -1,0 +1,389 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"go.uber.org/zap"
+)
+
+// KafkaConfig is the settings of the Kafka clients shared by every handler that names the same cluster. It holds
+// only plain values: the Caddy module pools clients under its canonical JSON encoding.
+type KafkaConfig struct {
+	Brokers           []string      `json:"brokers"`
+	ClientID          string        `json:"client_id"`
+	ConnectTimeout    time.Duration `json:"connect_timeout"`
+	RequestTimeout    time.Duration `json:"request_timeout"`
+	RequiredAcks      int           `json:"required_acks"` // 0 none, 1 leader, -1 all in-sync replicas
+	AckTimeout        time.Duration `json:"ack_timeout"`
+	Partitioner       string        `json:"partitioner"`
+	Compression       string        `json:"compression"`
+	MaxAttempts       int           `json:"max_attempts"`
+	MaxMessageBytes   int           `json:"max_message_bytes"`
+	TopicPartitions   int           `json:"topic_partitions"`  // -1: the broker's num.partitions
+	TopicReplication  int           `json:"topic_replication"` // -1: the broker's default.replication.factor
+	FetchMinBytes     int           `json:"fetch_min_bytes"`
+	FetchMaxBytes     int           `json:"fetch_max_bytes"`
+	FetchMaxWait      time.Duration `json:"fetch_max_wait"`
+	SessionTimeout    time.Duration `json:"session_timeout"`
+	HeartbeatInterval time.Duration `json:"heartbeat_interval"`
+	RebalanceTimeout  time.Duration `json:"rebalance_timeout"`
+	GroupBalancers    []string      `json:"group_balancers"`
+}
+
+// Names accepted for the enumerated settings, in the order the docs list them.
+var (
+	Partitioners   = []string{"murmur2", "crc32", "fnv1a", "round_robin", "least_bytes"}
+	Compressions   = []string{"none", "gzip", "snappy", "lz4", "zstd"}
+	GroupBalancers = []string{"round_robin", "range"}
+)
+
+// writerLinger is how long kafka-go's Writer waits for more records before sending a partial batch. Every flush
+// is one synchronous WriteMessages call, so waiting only delays it; kafka-go's default of 1 s would delay every
+// flush by a second.
+const writerLinger = time.Millisecond
+
+// KafkaGo implements Producer, Admin and Consumers with github.com/segmentio/kafka-go. One value serves every
+// session of every handler configured with the same KafkaConfig.
+type KafkaGo struct {
+	cfg       KafkaConfig
+	logger    *zap.Logger
+	dialer    *kafka.Dialer
+	transport *kafka.Transport
+	writer    *kafka.Writer
+}
+
+// NewKafkaGo builds the clients. It does not dial: connections open on first use, so a config loads without a
+// reachable broker.
+func NewKafkaGo(cfg KafkaConfig, logger *zap.Logger) (*KafkaGo, error) {
+	balancer, err := newBalancer(cfg.Partitioner)
+	if err != nil {
+		return nil, err
+	}
+	var compression kafka.Compression
+	if cfg.Compression != "none" && cfg.Compression != "" {
+		if err := compression.UnmarshalText([]byte(cfg.Compression)); err != nil {
+			return nil, fmt.Errorf("compression %q: %w", cfg.Compression, err)
+		}
+	}
+	k := &KafkaGo{
+		cfg:    cfg,
+		logger: logger,
+		dialer: &kafka.Dialer{ClientID: cfg.ClientID, Timeout: cfg.ConnectTimeout, DualStack: true},
+		transport: &kafka.Transport{
+			ClientID:    cfg.ClientID,
+			DialTimeout: cfg.ConnectTimeout,
+		},
+	}
+	k.writer = &kafka.Writer{
+		Addr:         kafka.TCP(cfg.Brokers...),
+		Balancer:     balancer,
+		MaxAttempts:  cfg.MaxAttempts,
+		BatchSize:    1 << 20, // a flush is bounded by mq_limit already; let kafka-go cut batches by bytes only
+		BatchBytes:   int64(cfg.MaxMessageBytes),
+		BatchTimeout: writerLinger,
+		ReadTimeout:  cfg.RequestTimeout,
+		WriteTimeout: cfg.AckTimeout,
+		RequiredAcks: kafka.RequiredAcks(cfg.RequiredAcks),
+		Compression:  compression,
+		Transport:    k.transport,
+		// Publishing to a topic the shared metadata cache does not know yet asks the broker (kafka-go serves
+		// metadata from a cache refreshed every 6 s otherwise); whether that creates the topic is the broker's
+		// auto.create.topics.enable policy, as it was for the original connector.
+		AllowAutoTopicCreation: true,
+		ErrorLogger:            kafka.LoggerFunc(k.logError("producer")),
+	}
+	return k, nil
+}
+
+// Destruct closes the clients; it is called when the last handler using them is cleaned up.
+func (k *KafkaGo) Destruct() error {
+	err := k.writer.Close()
+	k.transport.CloseIdleConnections()
+	return err
+}
+
+func (k *KafkaGo) logError(component string) func(string, ...any) {
+	return func(format string, args ...any) {
+		k.logger.Debug("kafka client", zap.String("component", component), zap.String("detail", fmt.Sprintf(format, args...)))
+	}
+}
+
+// Produce implements Producer. Records are written with one synchronous WriteMessages call per topic, because
+// kafka-go fails a whole call when one of its topics is unknown; per-record failures come back as
+// kafka.WriteErrors.
+func (k *KafkaGo) Produce(ctx context.Context, records []Record) []error {
+	results := make([]error, len(records))
+	byTopic := make(map[string][]int, 1)
+	for i := range records {
+		byTopic[records[i].Topic] = append(byTopic[records[i].Topic], i)
+	}
+	var wg sync.WaitGroup
+	for _, indexes := range byTopic {
+		wg.Go(func() {
+			msgs := make([]kafka.Message, len(indexes))
+			for j, i := range indexes {
+				r := &records[i]
+				msgs[j] = kafka.Message{Topic: r.Topic, Key: r.Key, Value: r.Value, Time: r.Time}
+			}
+			err := k.writer.WriteMessages(ctx, msgs...)
+			var perRecord kafka.WriteErrors
+			if errors.As(err, &perRecord) && len(perRecord) == len(indexes) {
+				for j, i := range indexes {
+					results[i] = perRecord[j]
+				}
+				return
+			}
+			for _, i := range indexes {
+				results[i] = err
+			}
+		})
+	}
+	wg.Wait()
+	return results
+}
+
+// client returns an admin client whose metadata is fresh. kafka-go's Transport answers Metadata requests from a
+// cache refreshed every few seconds, which would hide topics created a moment ago by another client; a new
+// Transport fetches metadata on first use. Admin requests are rare (create, list, subscribe), so the extra
+// connection is cheap.
+func (k *KafkaGo) client() (*kafka.Client, func()) {
+	t := &kafka.Transport{ClientID: k.cfg.ClientID, DialTimeout: k.cfg.ConnectTimeout}
+	return &kafka.Client{Addr: kafka.TCP(k.cfg.Brokers...), Transport: t, Timeout: k.cfg.RequestTimeout}, t.CloseIdleConnections
+}
+
+// CreateTopics implements Admin.
+func (k *KafkaGo) CreateTopics(ctx context.Context, topics []string) (map[string]error, error) {
+	client, done := k.client()
+	defer done()
+	req := &kafka.CreateTopicsRequest{Topics: make([]kafka.TopicConfig, len(topics))}
+	for i, name := range topics {
+		req.Topics[i] = kafka.TopicConfig{
+			Topic:             name,
+			NumPartitions:     k.cfg.TopicPartitions,
+			ReplicationFactor: k.cfg.TopicReplication,
+		}
+	}
+	res, err := client.CreateTopics(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	failed := make(map[string]error)
+	for name, err := range res.Errors {
+		if err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
+			failed[name] = err
+		}
+	}
+	return failed, nil
+}
+
+// Partitions implements Admin.
+func (k *KafkaGo) Partitions(ctx context.Context, topics []string) (map[string][]int, error) {
+	client, done := k.client()
+	defer done()
+	res, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string][]int, len(res.Topics))
+	for _, t := range res.Topics {
+		if errors.Is(t.Error, kafka.UnknownTopicOrPartition) {
+			continue
+		}
+		if t.Error != nil {
+			return nil, fmt.Errorf("topic %s: %w", t.Name, t.Error)
+		}
+		if len(topics) == 0 && (t.Internal || strings.HasPrefix(t.Name, "__")) {
+			continue
+		}
+		ids := make([]int, len(t.Partitions))
+		for i, p := range t.Partitions {
+			ids[i] = p.ID
+		}
+		sort.Ints(ids)
+		out[t.Name] = ids
+	}
+	return out, nil
+}
+
+// Watermarks implements Admin.
+func (k *KafkaGo) Watermarks(ctx context.Context, topic string, partitions []int) (map[int]Watermark, error) {
+	client, done := k.client()
+	defer done()
+	reqs := make([]kafka.OffsetRequest, 0, 2*len(partitions))
+	for _, p := range partitions {
+		reqs = append(reqs, kafka.FirstOffsetOf(p), kafka.LastOffsetOf(p))
+	}
+	res, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[int]Watermark, len(partitions))
+	for _, p := range res.Topics[topic] {
+		if p.Error != nil {
+			return nil, fmt.Errorf("offsets of %s/%d: %w", topic, p.Partition, p.Error)
+		}
+		out[p.Partition] = Watermark{Low: p.FirstOffset, High: p.LastOffset}
+	}
+	for _, p := range partitions {
+		if _, ok := out[p]; !ok {
+			return nil, fmt.Errorf("offsets of %s/%d: missing from the broker's answer", topic, p)
+		}
+	}
+	return out, nil
+}
+
+// JoinGroup implements Consumers.
+func (k *KafkaGo) JoinGroup(groupID string, topics []string) GroupMember {
+	balancers := make([]kafka.GroupBalancer, 0, len(k.cfg.GroupBalancers))
+	for _, name := range k.cfg.GroupBalancers {
+		switch name {
+		case "range":
+			balancers = append(balancers, kafka.RangeGroupBalancer{})
+		default:
+			balancers = append(balancers, kafka.RoundRobinGroupBalancer{})
+		}
+	}
+	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
+		ID:                groupID,
+		Brokers:           k.cfg.Brokers,
+		Dialer:            k.dialer,
+		Topics:            topics,
+		GroupBalancers:    balancers,
+		HeartbeatInterval: k.cfg.HeartbeatInterval,
+		SessionTimeout:    k.cfg.SessionTimeout,
+		RebalanceTimeout:  k.cfg.RebalanceTimeout,
+		JoinGroupBackoff:  time.Second,
+		// The bridge resolves missing offsets itself (Subscription.startOffsets), so it needs to see them as such.
+		StartOffset: LastOffset,
+		Timeout:     k.cfg.RequestTimeout,
+		ErrorLogger: kafka.LoggerFunc(k.logError("consumer group " + groupID)),
+	})
+	if err != nil {
+		return failedGroup{err}
+	}
+	return kafkaGoGroup{group}
+}
+
+// ReadPartition implements Consumers.
+func (k *KafkaGo) ReadPartition(topic string, partition int, offset int64) PartitionReader {
+	r := kafka.NewReader(kafka.ReaderConfig{
+		Brokers:   k.cfg.Brokers,
+		Topic:     topic,
+		Partition: partition,
+		Dialer:    k.dialer,
+		MinBytes:  k.cfg.FetchMinBytes,
+		MaxBytes:  k.cfg.FetchMaxBytes,
+		MaxWait:   k.cfg.FetchMaxWait,
+		// Report a vanished offset instead of retrying forever, so the subscription can apply out_of_range.
+		OffsetOutOfRangeError: true,
+		ErrorLogger:           kafka.LoggerFunc(k.logError("reader " + topic)),
+	})
+	if err := r.SetOffset(offset); err != nil {
+		r.Close()
+		return failedReader{err}
+	}
+	return kafkaGoReader{r}
+}
+
+// newBalancer maps a partitioner name to a kafka-go Balancer. Keyed partitioners spread records without a key
+// round-robin, as the original connector did (kafka-node's cyclic partitioner).
+func newBalancer(name string) (kafka.Balancer, error) {
+	switch name {
+	case "murmur2", "":
+		return &keyedBalancer{keyed: kafka.Murmur2Balancer{}}, nil
+	case "crc32":
+		return &keyedBalancer{keyed: kafka.CRC32Balancer{}}, nil
+	case "fnv1a":
+		return &keyedBalancer{keyed: &kafka.Hash{}}, nil
+	case "round_robin":
+		return &kafka.RoundRobin{}, nil
+	case "least_bytes":
+		return &kafka.LeastBytes{}, nil
+	}
+	return nil, fmt.Errorf("unknown partitioner %q (want one of %s)", name, strings.Join(Partitioners, ", "))
+}
+
+// keyedBalancer partitions records by key hash, and records without a key round-robin.
+type keyedBalancer struct {
+	roundRobin kafka.RoundRobin
+	keyed      kafka.Balancer
+}
+
+func (b *keyedBalancer) Balance(msg kafka.Message, partitions ...int) int {
+	if msg.Key == nil {
+		return b.roundRobin.Balance(msg, partitions...)
+	}
+	return b.keyed.Balance(msg, partitions...)
+}
+
+type kafkaGoGroup struct{ group *kafka.ConsumerGroup }
+
+func (g kafkaGoGroup) Next(ctx context.Context) (Generation, error) {
+	gen, err := g.group.Next(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return kafkaGoGeneration{gen}, nil
+}
+
+func (g kafkaGoGroup) Close() error { return g.group.Close() }
+
+type kafkaGoGeneration struct{ gen *kafka.Generation }
+
+func (g kafkaGoGeneration) Assignments() map[string]map[int]int64 {
+	out := make(map[string]map[int]int64, len(g.gen.Assignments))
+	for topic, parts := range g.gen.Assignments {
+		offsets := make(map[int]int64, len(parts))
+		for _, p := range parts {
+			offsets[p.ID] = p.Offset
+		}
+		out[topic] = offsets
+	}
+	return out
+}
+
+func (g kafkaGoGeneration) Start(fn func(ctx context.Context)) { g.gen.Start(fn) }
+
+func (g kafkaGoGeneration) Commit(offsets map[string]map[int]int64) error {
+	return g.gen.CommitOffsets(offsets)
+}
+
+type kafkaGoReader struct{ r *kafka.Reader }
+
+func (r kafkaGoReader) Fetch(ctx context.Context) (Record, error) {
+	m, err := r.r.FetchMessage(ctx)
+	if errors.Is(err, kafka.OffsetOutOfRange) {
+		return Record{}, fmt.Errorf("%w: %w", ErrOffsetOutOfRange, err)
+	}
+	if err != nil {
+		return Record{}, err
+	}
+	return Record{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Key: m.Key, Value: m.Value, Time: m.Time}, nil
+}
+
+func (r kafkaGoReader) Close() error { return r.r.Close() }
+
+// failedGroup and failedReader report a construction error on first use, where the caller handles errors anyway.
+type failedGroup struct{ err error }
+
+func (g failedGroup) Next(context.Context) (Generation, error) { return nil, g.err }
+func (g failedGroup) Close() error                             { return nil }
+
+type failedReader struct{ err error }
+
+func (r failedReader) Fetch(context.Context) (Record, error) { return Record{}, r.err }
+func (r failedReader) Close() error                          { return nil }
+
+// Interface guards
+var (
+	_ Producer  = (*KafkaGo)(nil)
+	_ Admin     = (*KafkaGo)(nil)
+	_ Consumers = (*KafkaGo)(nil)
+)

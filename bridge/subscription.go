@@ -1,0 +1,369 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/wskafka/wskafka/protocol"
+)
+
+// fetchQueueRecords bounds the records fetched but not yet batched, per subscription. When the socket is slow the
+// queue fills and the partition readers stop fetching.
+const fetchQueueRecords = 1024
+
+// Subscription is one consumer-group member feeding one session. Each generation (one assignment of partitions,
+// until the next rebalance) runs a reader per assigned partition and one deliverer, which batches records into
+// notification frames, hands them to the session's writer, and commits the offsets of the frames written.
+type Subscription struct {
+	session *Session
+	group   string
+	topics  []string
+	req     requestRef
+	logger  *zap.Logger
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func newSubscription(s *Session, group string, topics []string, req requestRef) *Subscription {
+	ctx, cancel := context.WithCancel(s.ctx)
+	return &Subscription{
+		session: s,
+		group:   group,
+		topics:  topics,
+		req:     req,
+		logger:  s.logger.With(zap.String("group", group), zap.Strings("topics", topics)),
+		ctx:     ctx,
+		cancel:  cancel,
+		done:    make(chan struct{}),
+	}
+}
+
+func (sub *Subscription) start() { go sub.run() }
+
+// stop ends the subscription and waits for it to leave its group, at most for timeout (kafka-go's group close can
+// otherwise take its full session timeout, segmentio/kafka-go#428).
+func (sub *Subscription) stop(timeout time.Duration) {
+	sub.cancel()
+	select {
+	case <-sub.done:
+	case <-time.After(timeout):
+		sub.logger.Warn("consumer did not leave its group in time", zap.Duration("timeout", timeout))
+	}
+}
+
+func (sub *Subscription) run() {
+	defer close(sub.done)
+	hub := sub.session.hub
+	member := hub.kafka.JoinGroup(sub.group, sub.topics)
+	defer func() {
+		if err := member.Close(); err != nil {
+			sub.logger.Debug("leaving consumer group", zap.Error(err))
+		}
+		sub.logger.Info("consumer stopped")
+	}()
+
+	// The subscribe request is answered once the first generation is running, or with an error if that takes
+	// longer than request_timeout.
+	joinCtx, joined := context.WithTimeout(sub.ctx, hub.cfg.RequestTimeout)
+	defer joined()
+	replied := false
+	var lastErr error
+	for {
+		ctx := sub.ctx
+		if !replied {
+			ctx = joinCtx
+		}
+		gen, err := member.Next(ctx)
+		if err != nil {
+			if sub.ctx.Err() != nil {
+				if !replied {
+					sub.session.replyError(sub.req.request(), replyError("subscribing", ErrShuttingDown))
+				}
+				return
+			}
+			if !replied && joinCtx.Err() != nil {
+				if lastErr == nil {
+					lastErr = err
+				}
+				sub.session.replyError(sub.req.request(), replyError("joining consumer group "+sub.group, lastErr))
+				return
+			}
+			lastErr = err
+			sub.logger.Warn("consumer group error", zap.Error(err))
+			continue
+		}
+		offsets, err := sub.startOffsets(ctx, gen)
+		if err != nil {
+			// Leaving the generation makes kafka-go rejoin; the next generation tries again.
+			sub.logger.Warn("resolving start offsets", zap.Error(err))
+			lastErr = err
+			gen.Start(func(context.Context) {})
+			continue
+		}
+		sub.runGeneration(gen, offsets)
+		if !replied {
+			replied = true
+			joined()
+			sub.logger.Info("consumer ready")
+			sub.session.reply(sub.req.request(), sub.topics)
+		}
+	}
+}
+
+// startOffsets turns the generation's committed offsets into absolute offsets: a partition the group has no offset
+// for starts at the consumer's from_offset, one whose offset no longer exists at out_of_range. kafka-go would
+// resolve "latest" lazily, when its reader first fetches (segmentio/kafka-go#1319), so a record written right
+// after the subscribe reply could be skipped. Offsets resolved here are committed at once, so that a rebalance
+// before the first delivery does not resolve "latest" again and skip what arrived in between.
+func (sub *Subscription) startOffsets(ctx context.Context, gen Generation) (map[string]map[int]int64, error) {
+	hub := sub.session.hub
+	ctx, cancel := context.WithTimeout(ctx, hub.cfg.RequestTimeout)
+	defer cancel()
+	resolved := make(map[string]map[int]int64)
+	toCommit := make(map[string]map[int]int64)
+	for topic, parts := range gen.Assignments() {
+		if len(parts) == 0 {
+			continue
+		}
+		ids := make([]int, 0, len(parts))
+		for p := range parts {
+			ids = append(ids, p)
+		}
+		marks, err := hub.kafka.Watermarks(ctx, topic, ids)
+		if err != nil {
+			return nil, err
+		}
+		resolved[topic] = make(map[int]int64, len(parts))
+		for p, committed := range parts {
+			mark := marks[p]
+			offset := committed
+			switch {
+			case committed < 0:
+				offset = pick(hub.cfg.Consumer.StartOffset, mark)
+			case committed < mark.Low || committed > mark.High:
+				offset = pick(hub.cfg.Consumer.OutOfRangeOffset, mark)
+			}
+			resolved[topic][p] = offset
+			if offset != committed {
+				if toCommit[topic] == nil {
+					toCommit[topic] = make(map[int]int64)
+				}
+				toCommit[topic][p] = offset
+			}
+		}
+	}
+	if err := gen.Commit(toCommit); err != nil {
+		return nil, fmt.Errorf("committing start offsets: %w", err)
+	}
+	return resolved, nil
+}
+
+func pick(which int64, mark Watermark) int64 {
+	if which == FirstOffset {
+		return mark.Low
+	}
+	return mark.High
+}
+
+// runGeneration starts the generation's readers and its deliverer; they run until the generation ends.
+func (sub *Subscription) runGeneration(gen Generation, offsets map[string]map[int]int64) {
+	records := make(chan Record, fetchQueueRecords)
+	for topic, parts := range offsets {
+		for partition, offset := range parts {
+			gen.Start(func(ctx context.Context) { sub.readPartition(ctx, topic, partition, offset, records) })
+		}
+	}
+	d := &deliverer{sub: sub, gen: gen, records: records, written: make(chan struct{}, 1)}
+	gen.Start(d.run)
+}
+
+// readPartition feeds one partition's records to the deliverer until the generation ends. A reader error ends
+// this function, and with it the generation: kafka-go then rejoins and the next generation starts afresh from
+// the committed offsets.
+func (sub *Subscription) readPartition(ctx context.Context, topic string, partition int, offset int64, records chan<- Record) {
+	hub := sub.session.hub
+	for ctx.Err() == nil {
+		reader := hub.kafka.ReadPartition(topic, partition, offset)
+		err := sub.feed(ctx, reader, records, &offset)
+		reader.Close()
+		if ctx.Err() != nil {
+			return
+		}
+		if !errors.Is(err, ErrOffsetOutOfRange) {
+			sub.logger.Warn("reading partition", zap.String("topic", topic), zap.Int("partition", partition), zap.Error(err))
+			return
+		}
+		marks, err := hub.kafka.Watermarks(ctx, topic, []int{partition})
+		if err != nil {
+			sub.logger.Warn("resolving out-of-range offset", zap.String("topic", topic), zap.Int("partition", partition), zap.Error(err))
+			return
+		}
+		next := pick(hub.cfg.Consumer.OutOfRangeOffset, marks[partition])
+		sub.logger.Warn("offset out of range, resetting", zap.String("topic", topic), zap.Int("partition", partition),
+			zap.Int64("offset", offset), zap.Int64("reset_to", next))
+		offset = next
+	}
+}
+
+func (sub *Subscription) feed(ctx context.Context, reader PartitionReader, records chan<- Record, offset *int64) error {
+	for {
+		rec, err := reader.Fetch(ctx)
+		if err != nil {
+			return err
+		}
+		select {
+		case records <- rec:
+			*offset = rec.Offset + 1
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// deliverer batches one generation's records into notification frames and commits what the socket took.
+type deliverer struct {
+	sub     *Subscription
+	gen     Generation
+	records <-chan Record
+
+	batch []Record
+
+	mu        sync.Mutex
+	delivered map[string]map[int]int64 // next offset to commit, of records written to the socket
+	written   chan struct{}            // signalled (never blocking) when delivered grows
+}
+
+func (d *deliverer) run(ctx context.Context) {
+	cfg := d.sub.session.hub.cfg.Consumer
+	var flushTimer, commitTimer *time.Timer
+	var flushC, commitC <-chan time.Time
+	defer func() {
+		if flushTimer != nil {
+			flushTimer.Stop()
+		}
+		if commitTimer != nil {
+			commitTimer.Stop()
+		}
+		// The generation is ending but is not over until this returns: a last commit is still valid.
+		d.commit()
+	}()
+	for {
+		select {
+		case rec := <-d.records:
+			d.batch = append(d.batch, rec)
+			if cfg.MQInterval == 0 {
+				d.drainReady(cfg.MQLimit)
+			}
+			switch {
+			case cfg.MQInterval == 0 || len(d.batch) >= cfg.MQLimit:
+				if !d.deliver(ctx) {
+					return
+				}
+			case len(d.batch) == 1:
+				if flushTimer == nil {
+					flushTimer = time.NewTimer(cfg.MQInterval)
+				} else {
+					flushTimer.Reset(cfg.MQInterval)
+				}
+				flushC = flushTimer.C
+			}
+		case <-flushC:
+			flushC = nil
+			if !d.deliver(ctx) {
+				return
+			}
+		case <-d.written:
+			if cfg.CommitInterval == 0 {
+				d.commit()
+			} else if commitC == nil {
+				if commitTimer == nil {
+					commitTimer = time.NewTimer(cfg.CommitInterval)
+				} else {
+					commitTimer.Reset(cfg.CommitInterval)
+				}
+				commitC = commitTimer.C
+			}
+		case <-commitC:
+			commitC = nil
+			d.commit()
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// drainReady adds to the batch the records already waiting, without waiting for more: with mq_interval 0 each
+// record goes out at once, and those that arrived together share a frame.
+func (d *deliverer) drainReady(limit int) {
+	for len(d.batch) < limit {
+		select {
+		case rec := <-d.records:
+			d.batch = append(d.batch, rec)
+		default:
+			return
+		}
+	}
+}
+
+// deliver hands the batch to the session's writer as one frame; it reports false when the generation or the
+// session ended first (the batch is then dropped uncommitted, to be delivered again by the partitions' next owner).
+func (d *deliverer) deliver(ctx context.Context) bool {
+	if len(d.batch) == 0 {
+		return true
+	}
+	s := d.sub.session
+	notes := make([]protocol.Notification, len(d.batch))
+	next := make(map[string]map[int]int64, 1)
+	for i, rec := range d.batch {
+		notes[i] = protocol.Notification{ID: s.nextFrameID(), Value: rec.Value}
+		if next[rec.Topic] == nil {
+			next[rec.Topic] = make(map[int]int64)
+		}
+		next[rec.Topic][rec.Partition] = rec.Offset + 1
+	}
+	frame := protocol.AppendNotifications(nil, notes)
+	d.batch = d.batch[:0]
+	return s.sendCtx(ctx, outFrame{data: frame, written: func() { d.markWritten(next) }})
+}
+
+// markWritten runs on the writer goroutine once a frame is on the socket; it must not block.
+func (d *deliverer) markWritten(next map[string]map[int]int64) {
+	d.mu.Lock()
+	if d.delivered == nil {
+		d.delivered = make(map[string]map[int]int64, len(next))
+	}
+	for topic, parts := range next {
+		if d.delivered[topic] == nil {
+			d.delivered[topic] = make(map[int]int64, len(parts))
+		}
+		for p, off := range parts {
+			d.delivered[topic][p] = off
+		}
+	}
+	d.mu.Unlock()
+	select {
+	case d.written <- struct{}{}:
+	default:
+	}
+}
+
+func (d *deliverer) commit() {
+	d.mu.Lock()
+	offsets := d.delivered
+	d.delivered = nil
+	d.mu.Unlock()
+	if len(offsets) == 0 {
+		return
+	}
+	if err := d.gen.Commit(offsets); err != nil {
+		// Not fatal: the records stay uncommitted and the partitions' next owner delivers them again.
+		d.sub.logger.Warn("committing offsets", zap.Error(err))
+	}
+}

@@ -1,0 +1,505 @@
+// Package wskafka is a Caddy HTTP handler that puts Apache Kafka behind a WebSocket endpoint, speaking the JSON
+// protocol of the Node.js kafka-node/ws connector it re-implements. Caddy routes, terminates TLS and
+// authenticates; this package turns the handler's config into the bridge's and hands it upgraded connections.
+package wskafka
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"go.uber.org/zap"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/wskafka/wskafka/bridge"
+)
+
+// embedded is the brokers value that starts the in-process broker.
+const embedded = "embedded"
+
+// Defaults are the original connector's values where it had the setting.
+const (
+	defaultClientID         = "wskafka"
+	defaultConnectTimeout   = time.Second      // connectTimeout: 1000
+	defaultRequestTimeout   = 60 * time.Second // requestTimeout: 60000
+	defaultWriteTimeout     = 10 * time.Second
+	defaultCloseTimeout     = 5 * time.Second
+	defaultProducerMQLimit  = 20000                  // producer mq_limit
+	defaultProducerInterval = 200 * time.Millisecond // producer mq_interval
+	defaultRequiredAcks     = "one"                  // requireAcks: 1
+	defaultAckTimeout       = 10 * time.Second
+	defaultPartitioner      = "murmur2"
+	defaultMaxAttempts      = 3
+	defaultMaxMessageBytes  = 1 << 20
+	defaultGroupID          = "wskafka"
+	defaultFromOffset       = "latest"   // fromOffset: 'latest'
+	defaultOutOfRange       = "earliest" // outOfRangeOffset: 'earliest'
+	defaultConsumerMQLimit  = 5000       // consumer mq_limit
+	defaultConsumerInterval = 50 * time.Millisecond
+	defaultSessionTimeout   = 10 * time.Second
+	defaultHeartbeat        = time.Second
+	defaultRebalanceTimeout = 30 * time.Second
+	defaultCommitInterval   = 500 * time.Millisecond // autoCommitIntervalMs: 500
+	defaultFetchMinBytes    = 1                      // fetchMinBytes: 1
+	defaultFetchMaxBytes    = 1 << 20                // fetchMaxBytes: 1024 * 1024
+	defaultFetchMaxWait     = 100 * time.Millisecond // fetchMaxWaitMs: 100
+	defaultGroupBalancer    = "round_robin"          // protocol: ['roundrobin']
+	defaultTopicPartitions  = -1
+	defaultTopicReplication = -1
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Handler bridges WebSocket clients to Kafka. Requests that are not WebSocket upgrades pass to the next handler.
+type Handler struct {
+	// Brokers are the host:port addresses of Kafka bootstrap brokers, or the single word "embedded" for an
+	// in-process, in-memory broker that keeps nothing (for a first run and for tests). Default: embedded.
+	Brokers []string `json:"brokers,omitempty"`
+
+	// ClientID is the client id the bridge's Kafka connections announce. Default: wskafka.
+	ClientID string `json:"client_id,omitempty"`
+
+	// ConnectTimeout bounds opening a connection to a broker. Default: 1s.
+	ConnectTimeout caddy.Duration `json:"connect_timeout,omitempty"`
+
+	// RequestTimeout bounds every operation a client request starts against Kafka (a flush of publishes, a topic
+	// create or list, joining a consumer group); past it the client gets s:1 with code kafka_timeout. When no
+	// broker can be reached, requests fail sooner, with code kafka_unavailable. Default: 60s.
+	RequestTimeout caddy.Duration `json:"request_timeout,omitempty"`
+
+	// WriteTimeout is how long a frame may take to reach a client; a socket that takes longer is closed as dead.
+	// Default: 10s.
+	WriteTimeout caddy.Duration `json:"write_timeout,omitempty"`
+
+	// CloseTimeout bounds each step of closing a connection: flushing its publishes, leaving its consumer
+	// group, sending the close frame. Default: 5s.
+	CloseTimeout caddy.Duration `json:"close_timeout,omitempty"`
+
+	// Topics sets how topic/create creates topics.
+	Topics *TopicOptions `json:"topics,omitempty"`
+
+	// Producer sets how publishes are batched and written.
+	Producer *ProducerOptions `json:"producer,omitempty"`
+
+	// Consumer sets how subscriptions read and deliver.
+	Consumer *ConsumerOptions `json:"consumer,omitempty"`
+
+	logger   *zap.Logger
+	hub      *bridge.Hub
+	upgrader websocket.Upgrader
+	poolKeys []string // pool entries this handler holds, released by Cleanup
+}
+
+// TopicOptions sets the topics that topic/create makes.
+type TopicOptions struct {
+	// Partitions of a created topic; -1 uses the broker's num.partitions. Default: -1.
+	Partitions int `json:"partitions,omitempty"`
+	// Replication factor of a created topic; -1 uses the broker's default.replication.factor. Default: -1.
+	Replication int `json:"replication,omitempty"`
+}
+
+// ProducerOptions sets how publishes are batched and written to Kafka.
+type ProducerOptions struct {
+	// MQLimit flushes a connection's buffered publishes when this many are waiting; it is also the buffer's
+	// bound: a connection with a full buffer is not read until a flush makes room. Default: 20000.
+	MQLimit int `json:"mq_limit,omitempty"`
+	// MQInterval flushes buffered publishes this long after the first of them arrived; 0 sends each at once.
+	// Default: 200ms.
+	MQInterval *caddy.Duration `json:"mq_interval,omitempty"`
+	// RequiredAcks is what Kafka must confirm before a publish counts as written: none, one (the partition
+	// leader) or all (every in-sync replica). Default: one.
+	RequiredAcks string `json:"required_acks,omitempty"`
+	// AckTimeout bounds one produce request, acknowledgements included. Default: 10s.
+	AckTimeout caddy.Duration `json:"ack_timeout,omitempty"`
+	// Partitioner chooses the partition of a record: murmur2 (by key, as Java clients do), crc32 (by key, as
+	// librdkafka does), fnv1a (by key), round_robin, least_bytes. Records without a key go round-robin with the
+	// key-based partitioners. Default: murmur2.
+	Partitioner string `json:"partitioner,omitempty"`
+	// Compression of produced batches: none, gzip, snappy, lz4, zstd. Default: none.
+	Compression string `json:"compression,omitempty"`
+	// MaxAttempts is how often a produce request is tried before its publishes are reported failed. Default: 3.
+	MaxAttempts int `json:"max_attempts,omitempty"`
+	// MaxMessageBytes is the largest record accepted for publishing, also the largest produce batch. Default:
+	// 1048576.
+	MaxMessageBytes int `json:"max_message_bytes,omitempty"`
+}
+
+// ConsumerOptions sets how subscriptions read from Kafka and deliver to the socket.
+type ConsumerOptions struct {
+	// GroupID is the consumer group of a subscribe that names no consumer_group. Default: wskafka.
+	GroupID string `json:"group_id,omitempty"`
+	// FromOffset is where a group with no committed offset starts: latest or earliest. Default: latest.
+	FromOffset string `json:"from_offset,omitempty"`
+	// OutOfRange is where a group resumes when its committed offset no longer exists: earliest or latest.
+	// Default: earliest.
+	OutOfRange string `json:"out_of_range,omitempty"`
+	// MQLimit delivers buffered notifications as one frame when this many are waiting. Default: 5000.
+	MQLimit int `json:"mq_limit,omitempty"`
+	// MQInterval delivers buffered notifications this long after the first of them arrived; 0 delivers each at
+	// once. Default: 50ms.
+	MQInterval *caddy.Duration `json:"mq_interval,omitempty"`
+	// SessionTimeout is how long the group coordinator waits for a heartbeat before it evicts a member.
+	// Default: 10s.
+	SessionTimeout caddy.Duration `json:"session_timeout,omitempty"`
+	// HeartbeatInterval is how often a member tells the coordinator it is alive. Default: 1s.
+	HeartbeatInterval caddy.Duration `json:"heartbeat_interval,omitempty"`
+	// RebalanceTimeout is how long the coordinator waits for members to rejoin during a rebalance. Default: 30s.
+	RebalanceTimeout caddy.Duration `json:"rebalance_timeout,omitempty"`
+	// CommitInterval is how often the offsets of delivered notifications are committed; 0 commits after every
+	// frame. Only notifications written to the socket are committed. Default: 500ms.
+	CommitInterval *caddy.Duration `json:"commit_interval,omitempty"`
+	// FetchMinBytes is the least data a fetch waits for (up to FetchMaxWait). Default: 1.
+	FetchMinBytes int `json:"fetch_min_bytes,omitempty"`
+	// FetchMaxBytes is the most data one fetch returns. Default: 1048576.
+	FetchMaxBytes int `json:"fetch_max_bytes,omitempty"`
+	// FetchMaxWait is how long a fetch waits for FetchMinBytes. Default: 100ms.
+	FetchMaxWait caddy.Duration `json:"fetch_max_wait,omitempty"`
+	// GroupBalancers are the partition assignment strategies offered to the group, in order of preference:
+	// round_robin, range. Default: [round_robin].
+	GroupBalancers []string `json:"group_balancers,omitempty"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.wskafka",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision fills in defaults, checks the config and takes the shared Kafka clients from the pool. It never
+// dials Kafka: connections open on first use, so `caddy validate` works without a broker.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	h.applyDefaults()
+	if err := h.Validate(); err != nil {
+		return err
+	}
+
+	brokers := h.Brokers
+	if isEmbedded(brokers) {
+		val, _, err := pool.LoadOrNew(embedded, func() (caddy.Destructor, error) {
+			h.logger.Warn("starting the embedded Kafka broker: it is in memory and keeps nothing across restarts; set brokers for real use")
+			return bridge.StartEmbeddedBroker()
+		})
+		if err != nil {
+			return err
+		}
+		h.poolKeys = append(h.poolKeys, embedded)
+		brokers = val.(*bridge.EmbeddedBroker).Addrs()
+	}
+
+	kcfg := h.kafkaConfig(brokers)
+	key, err := json.Marshal(kcfg)
+	if err != nil {
+		return fmt.Errorf("encoding kafka settings: %w", err)
+	}
+	val, _, err := pool.LoadOrNew(string(key), func() (caddy.Destructor, error) {
+		h.logger.Info("kafka clients ready", zap.Strings("brokers", brokers), zap.String("client_id", h.ClientID))
+		return bridge.NewKafkaGo(kcfg, h.logger.Named("kafka"))
+	})
+	if err != nil {
+		return err
+	}
+	h.poolKeys = append(h.poolKeys, string(key))
+
+	h.hub = bridge.NewHub(h.bridgeConfig(), val.(*bridge.KafkaGo), h.logger)
+	h.upgrader = websocket.Upgrader{HandshakeTimeout: time.Duration(h.WriteTimeout)}
+	return nil
+}
+
+func (h *Handler) applyDefaults() {
+	if h.Brokers == nil {
+		h.Brokers = []string{embedded}
+	}
+	setDefault(&h.ClientID, defaultClientID)
+	setDefault(&h.ConnectTimeout, caddy.Duration(defaultConnectTimeout))
+	setDefault(&h.RequestTimeout, caddy.Duration(defaultRequestTimeout))
+	setDefault(&h.WriteTimeout, caddy.Duration(defaultWriteTimeout))
+	setDefault(&h.CloseTimeout, caddy.Duration(defaultCloseTimeout))
+
+	if h.Topics == nil {
+		h.Topics = &TopicOptions{Partitions: defaultTopicPartitions, Replication: defaultTopicReplication}
+	}
+	setDefault(&h.Topics.Partitions, defaultTopicPartitions)
+	setDefault(&h.Topics.Replication, defaultTopicReplication)
+
+	if h.Producer == nil {
+		h.Producer = new(ProducerOptions)
+	}
+	p := h.Producer
+	setDefault(&p.MQLimit, defaultProducerMQLimit)
+	if p.MQInterval == nil {
+		p.MQInterval = durationPtr(defaultProducerInterval)
+	}
+	setDefault(&p.RequiredAcks, defaultRequiredAcks)
+	setDefault(&p.AckTimeout, caddy.Duration(defaultAckTimeout))
+	setDefault(&p.Partitioner, defaultPartitioner)
+	setDefault(&p.Compression, "none")
+	setDefault(&p.MaxAttempts, defaultMaxAttempts)
+	setDefault(&p.MaxMessageBytes, defaultMaxMessageBytes)
+
+	if h.Consumer == nil {
+		h.Consumer = new(ConsumerOptions)
+	}
+	c := h.Consumer
+	setDefault(&c.GroupID, defaultGroupID)
+	setDefault(&c.FromOffset, defaultFromOffset)
+	setDefault(&c.OutOfRange, defaultOutOfRange)
+	setDefault(&c.MQLimit, defaultConsumerMQLimit)
+	if c.MQInterval == nil {
+		c.MQInterval = durationPtr(defaultConsumerInterval)
+	}
+	setDefault(&c.SessionTimeout, caddy.Duration(defaultSessionTimeout))
+	setDefault(&c.HeartbeatInterval, caddy.Duration(defaultHeartbeat))
+	setDefault(&c.RebalanceTimeout, caddy.Duration(defaultRebalanceTimeout))
+	if c.CommitInterval == nil {
+		c.CommitInterval = durationPtr(defaultCommitInterval)
+	}
+	setDefault(&c.FetchMinBytes, defaultFetchMinBytes)
+	setDefault(&c.FetchMaxBytes, defaultFetchMaxBytes)
+	setDefault(&c.FetchMaxWait, caddy.Duration(defaultFetchMaxWait))
+	if len(c.GroupBalancers) == 0 {
+		c.GroupBalancers = []string{defaultGroupBalancer}
+	}
+}
+
+// Validate checks the config; every message names the field. It is pure: Provision calls it after filling in
+// defaults, and Caddy calls it again.
+func (h *Handler) Validate() error {
+	var errs []error
+	fail := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	switch {
+	case len(h.Brokers) == 0:
+		fail("brokers must list at least one host:port, or be embedded")
+	case slices.Contains(h.Brokers, embedded) && len(h.Brokers) > 1:
+		fail("brokers: embedded cannot be combined with other brokers")
+	case !isEmbedded(h.Brokers):
+		for _, b := range h.Brokers {
+			if host, port, err := net.SplitHostPort(b); err != nil || host == "" || port == "" {
+				fail("brokers: %q is not a host:port address", b)
+			}
+		}
+	}
+	for name, d := range map[string]caddy.Duration{
+		"connect_timeout": h.ConnectTimeout, "request_timeout": h.RequestTimeout,
+		"write_timeout": h.WriteTimeout, "close_timeout": h.CloseTimeout,
+	} {
+		if d < 0 {
+			fail("%s must not be negative", name)
+		}
+	}
+	if t := h.Topics; t != nil {
+		if t.Partitions == 0 || t.Partitions < -1 {
+			fail("topics.partitions must be positive, or -1 for the broker's default")
+		}
+		if t.Replication == 0 || t.Replication < -1 {
+			fail("topics.replication must be positive, or -1 for the broker's default")
+		}
+	}
+	if p := h.Producer; p != nil {
+		if p.MQLimit < 0 {
+			fail("producer.mq_limit must not be negative")
+		}
+		if p.MQInterval != nil && *p.MQInterval < 0 {
+			fail("producer.mq_interval must not be negative")
+		}
+		if _, ok := requiredAcks[p.RequiredAcks]; !ok && p.RequiredAcks != "" {
+			fail("producer.required_acks: unknown value %q (want none, one or all)", p.RequiredAcks)
+		}
+		if p.AckTimeout < 0 {
+			fail("producer.ack_timeout must not be negative")
+		}
+		if p.Partitioner != "" && !slices.Contains(bridge.Partitioners, p.Partitioner) {
+			fail("producer.partitioner: unknown value %q (want one of %s)", p.Partitioner, strings.Join(bridge.Partitioners, ", "))
+		}
+		if p.Compression != "" && !slices.Contains(bridge.Compressions, p.Compression) {
+			fail("producer.compression: unknown value %q (want one of %s)", p.Compression, strings.Join(bridge.Compressions, ", "))
+		}
+		if p.MaxAttempts < 0 {
+			fail("producer.max_attempts must not be negative")
+		}
+		if p.MaxMessageBytes < 0 {
+			fail("producer.max_message_bytes must not be negative")
+		}
+	}
+	if c := h.Consumer; c != nil {
+		if c.FromOffset != "" && c.FromOffset != "latest" && c.FromOffset != "earliest" {
+			fail("consumer.from_offset: unknown value %q (want latest or earliest)", c.FromOffset)
+		}
+		if c.OutOfRange != "" && c.OutOfRange != "latest" && c.OutOfRange != "earliest" {
+			fail("consumer.out_of_range: unknown value %q (want earliest or latest)", c.OutOfRange)
+		}
+		if c.MQLimit < 0 {
+			fail("consumer.mq_limit must not be negative")
+		}
+		for name, d := range map[string]*caddy.Duration{"mq_interval": c.MQInterval, "commit_interval": c.CommitInterval} {
+			if d != nil && *d < 0 {
+				fail("consumer.%s must not be negative", name)
+			}
+		}
+		for name, d := range map[string]caddy.Duration{
+			"session_timeout": c.SessionTimeout, "heartbeat_interval": c.HeartbeatInterval,
+			"rebalance_timeout": c.RebalanceTimeout, "fetch_max_wait": c.FetchMaxWait,
+		} {
+			if d < 0 {
+				fail("consumer.%s must not be negative", name)
+			}
+		}
+		if c.SessionTimeout > 0 && c.HeartbeatInterval >= c.SessionTimeout {
+			fail("consumer.heartbeat_interval must be shorter than consumer.session_timeout")
+		}
+		if c.FetchMinBytes < 0 || c.FetchMaxBytes < 0 {
+			fail("consumer.fetch_min_bytes and consumer.fetch_max_bytes must not be negative")
+		}
+		if c.FetchMaxBytes > 0 && c.FetchMinBytes > c.FetchMaxBytes {
+			fail("consumer.fetch_min_bytes must not exceed consumer.fetch_max_bytes")
+		}
+		for _, b := range c.GroupBalancers {
+			if !slices.Contains(bridge.GroupBalancers, b) {
+				fail("consumer.group_balancers: unknown value %q (want %s)", b, strings.Join(bridge.GroupBalancers, " or "))
+			}
+		}
+		if c.GroupID != "" && len(c.GroupID) > 255 {
+			fail("consumer.group_id must be at most 255 characters")
+		}
+	}
+	return errors.Join(errs...)
+}
+
+var requiredAcks = map[string]int{"none": 0, "one": 1, "all": -1}
+
+func (h *Handler) kafkaConfig(brokers []string) bridge.KafkaConfig {
+	p, c := h.Producer, h.Consumer
+	return bridge.KafkaConfig{
+		Brokers:           brokers,
+		ClientID:          h.ClientID,
+		ConnectTimeout:    time.Duration(h.ConnectTimeout),
+		RequestTimeout:    time.Duration(h.RequestTimeout),
+		RequiredAcks:      requiredAcks[p.RequiredAcks],
+		AckTimeout:        time.Duration(p.AckTimeout),
+		Partitioner:       p.Partitioner,
+		Compression:       p.Compression,
+		MaxAttempts:       p.MaxAttempts,
+		MaxMessageBytes:   p.MaxMessageBytes,
+		TopicPartitions:   h.Topics.Partitions,
+		TopicReplication:  h.Topics.Replication,
+		FetchMinBytes:     c.FetchMinBytes,
+		FetchMaxBytes:     c.FetchMaxBytes,
+		FetchMaxWait:      time.Duration(c.FetchMaxWait),
+		SessionTimeout:    time.Duration(c.SessionTimeout),
+		HeartbeatInterval: time.Duration(c.HeartbeatInterval),
+		RebalanceTimeout:  time.Duration(c.RebalanceTimeout),
+		GroupBalancers:    c.GroupBalancers,
+	}
+}
+
+func (h *Handler) bridgeConfig() bridge.Config {
+	p, c := h.Producer, h.Consumer
+	offset := map[string]int64{"earliest": bridge.FirstOffset, "latest": bridge.LastOffset}
+	return bridge.Config{
+		RequestTimeout: time.Duration(h.RequestTimeout),
+		WriteTimeout:   time.Duration(h.WriteTimeout),
+		CloseTimeout:   time.Duration(h.CloseTimeout),
+		Producer: bridge.ProducerConfig{
+			MQLimit:         p.MQLimit,
+			MQInterval:      time.Duration(*p.MQInterval),
+			MaxMessageBytes: p.MaxMessageBytes,
+		},
+		Consumer: bridge.ConsumerConfig{
+			GroupID:          c.GroupID,
+			StartOffset:      offset[c.FromOffset],
+			OutOfRangeOffset: offset[c.OutOfRange],
+			MQLimit:          c.MQLimit,
+			MQInterval:       time.Duration(*c.MQInterval),
+			CommitInterval:   time.Duration(*c.CommitInterval),
+		},
+	}
+}
+
+// ServeHTTP upgrades WebSocket requests and serves the connection until it closes; other requests go on to next.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if !websocket.IsWebSocketUpgrade(r) {
+		return next.ServeHTTP(w, r)
+	}
+	conn, err := h.upgrader.Upgrade(hijacker{w, http.NewResponseController(w)}, r, nil)
+	if err != nil {
+		// The upgrader has answered with an HTTP error already.
+		h.logger.Debug("websocket upgrade failed", zap.Error(err))
+		return nil
+	}
+	h.hub.Serve(conn)
+	return nil
+}
+
+// hijacker makes the connection reachable to gorilla/websocket, which type-asserts http.Hijacker on the writer
+// it is given. Since Caddy 2.11.5 the writer Caddy passes exposes Hijack only through Unwrap (caddy PR #7913),
+// which http.ResponseController follows.
+type hijacker struct {
+	http.ResponseWriter
+	rc *http.ResponseController
+}
+
+func (h hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) { return h.rc.Hijack() }
+
+// Cleanup closes every connection (1012 service restart on a reload, 1001 going away on exit) after flushing
+// its publishes and leaving its group, then releases the pooled Kafka clients. It is safe after a failed
+// Provision and when called twice.
+func (h *Handler) Cleanup() error {
+	if h.hub != nil {
+		code := websocket.CloseServiceRestart
+		if caddy.Exiting() {
+			code = websocket.CloseGoingAway
+		}
+		h.hub.Close(code)
+		h.hub = nil
+	}
+	var errs []error
+	// Release in reverse: the clients before the embedded broker they talk to.
+	for i := len(h.poolKeys) - 1; i >= 0; i-- {
+		if _, err := pool.Delete(h.poolKeys[i]); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	h.poolKeys = nil
+	return errors.Join(errs...)
+}
+
+// pool holds what outlives one config: the embedded broker and the Kafka clients, keyed by their settings, so
+// that a reload with unchanged Kafka settings keeps its connections.
+var pool = caddy.NewUsagePool()
+
+func isEmbedded(brokers []string) bool { return len(brokers) == 1 && brokers[0] == embedded }
+
+func setDefault[T comparable](field *T, value T) {
+	var zero T
+	if *field == zero {
+		*field = value
+	}
+}
+
+func durationPtr(d time.Duration) *caddy.Duration {
+	cd := caddy.Duration(d)
+	return &cd
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+	_ http.Hijacker               = hijacker{}
+)

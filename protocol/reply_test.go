@@ -1,0 +1,208 @@
+package protocol
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+func TestReply(t *testing.T) {
+	tests := []struct {
+		name    string
+		id      uint64
+		req     Request
+		payload any
+		want    string
+	}{
+		{"create", 1, Request{ID: raw(`1`), Type: "topic", Action: "create"}, []string{"topic1"},
+			`{"id":1,"refid":1,"t":"topic","a":"create","s":0,"p":["topic1"]}`},
+		{"list", 6, Request{ID: raw(`23`), Type: "topic", Action: "list"}, []TopicPartition{{"topic1", 0}, {"topic1", 1}},
+			`{"id":6,"refid":23,"t":"topic","a":"list","s":0,"p":[{"topic":"topic1","partition":0},{"topic":"topic1","partition":1}]}`},
+		{"unsubscribe has no p", 567, Request{ID: raw(`1300`), Type: "topic", Action: "unsubscribe"}, nil,
+			`{"id":567,"refid":1300,"t":"topic","a":"unsubscribe","s":0}`},
+		{"health", 5, Request{ID: raw(`1500`), Type: "health"}, Health{Consumers: []Consumer{{WS: 1, Topics: []string{"topic1", "topic2"}}}},
+			`{"id":5,"refid":1500,"t":"health","s":0,"p":{"consumers":[{"ws":1,"topics":["topic1","topic2"]}]}}`},
+		{"health without subscriptions lists []", 5, Request{Type: "health"}, Health{Consumers: []Consumer{{WS: 2}}},
+			`{"id":5,"t":"health","s":0,"p":{"consumers":[{"ws":2,"topics":[]}]}}`},
+		{"health without consumers lists []", 5, Request{Type: "health"}, Health{},
+			`{"id":5,"t":"health","s":0,"p":{"consumers":[]}}`},
+		{"no id no refid", 18446744073709551615, Request{Type: "topic", Action: "list"}, []TopicPartition{},
+			`{"id":18446744073709551615,"t":"topic","a":"list","s":0,"p":[]}`},
+		{"string refid", 2, Request{ID: raw(`"1"`), Type: "health"}, nil, `{"id":2,"refid":"1","t":"health","s":0}`},
+		{"object refid", 2, Request{ID: raw(`{"a": 1}`), Type: "health"}, nil, `{"id":2,"refid":{"a": 1},"t":"health","s":0}`},
+		{"null refid", 2, Request{ID: raw(`null`), Type: "health"}, nil, `{"id":2,"refid":null,"t":"health","s":0}`},
+		{"echoed a is escaped", 3, Request{Type: "health", Action: "\"<x>\"\n"}, nil, `{"id":3,"t":"health","a":"\"<x>\"\n","s":0}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := string(Reply(tt.id, &tt.req, tt.payload)); got != tt.want {
+				t.Errorf("got %s, want %s", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestReplyPanicsOnUnencodablePayload(t *testing.T) {
+	defer func() {
+		if r := recover(); r == nil {
+			t.Errorf("got no panic, want one")
+		}
+	}()
+	Reply(1, &Request{Type: "health"}, make(chan int))
+}
+
+func TestErrorReply(t *testing.T) {
+	tests := []struct {
+		name string
+		req  Request
+		err  *Error
+		want string
+	}{
+		{"with refid, t and a", Request{ID: raw(`1`), Type: "topic", Action: "delete"}, &Error{CodeUnknownAction, `unknown action "delete" for t "topic"`},
+			`{"id":9,"refid":1,"t":"topic","a":"delete","s":1,"p":{"code":"unknown_action","message":"unknown action \"delete\" for t \"topic\""}}`},
+		{"unparsed frame is t error", Request{}, &Error{CodeInvalidJSON, "frame is not valid JSON"},
+			`{"id":9,"t":"error","s":1,"p":{"code":"invalid_json","message":"frame is not valid JSON"}}`},
+		{"no t but an id", Request{ID: raw(`"x"`), Action: "list"}, &Error{CodeUnknownType, "t is missing"},
+			`{"id":9,"refid":"x","t":"error","a":"list","s":1,"p":{"code":"unknown_type","message":"t is missing"}}`},
+		{"null refid", Request{ID: raw(`null`), Type: "notif"}, &Error{CodeInvalidPayload, "p is missing"},
+			`{"id":9,"refid":null,"t":"notif","s":1,"p":{"code":"invalid_payload","message":"p is missing"}}`},
+		{"unknown t is echoed escaped", Request{Type: "a\u2028\x01\xff"}, &Error{CodeUnknownType, "x"},
+			`{"id":9,"t":"a\u2028\u0001\ufffd","s":1,"p":{"code":"unknown_type","message":"x"}}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := string(ErrorReply(9, &tt.req, tt.err)); got != tt.want {
+				t.Errorf("got %s, want %s", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestRefidThroughDecode follows an id from a frame to both kinds of reply: refid is the id as sent, type and
+// spelling included.
+func TestRefidThroughDecode(t *testing.T) {
+	tests := []struct {
+		name, id, want string // want is the reply's members before "t"
+	}{
+		{"number", `1`, `{"id":7,"refid":1,`},
+		{"string", `"1"`, `{"id":7,"refid":"1",`},
+		{"fraction", `1.5`, `{"id":7,"refid":1.5,`},
+		{"object", `{"k": [true]}`, `{"id":7,"refid":{"k": [true]},`},
+		{"null", `null`, `{"id":7,"refid":null,`},
+		{"absent", ``, `{"id":7,`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			member := ""
+			if tt.id != "" {
+				member = `"id":` + tt.id + `,`
+			}
+			ok, _ := Decode([]byte(`{` + member + `"t":"health"}`))
+			if got := string(Reply(7, &ok, nil)); !strings.HasPrefix(got, tt.want) {
+				t.Errorf("got %s, want it to start %s", got, tt.want)
+			}
+			bad, err := Decode([]byte(`{` + member + `"t":"topic","a":"nope"}`))
+			if got := string(ErrorReply(7, &bad, err)); !strings.HasPrefix(got, tt.want) {
+				t.Errorf("got %s, want it to start %s", got, tt.want)
+			}
+		})
+	}
+}
+
+// escapeCases are strings whose encoding differs from their bytes.
+var escapeCases = []string{
+	"",
+	"hello",
+	`{"custom_message":"msg"}`,
+	"\x00\x01\x07\b\t\n\v\f\r\x1b\x1f\x20\x7f",
+	`quote " backslash \ slash /`,
+	"<script>&amp;</script>",
+	"line\u2028para\u2029end",
+	"\xff",
+	"a\xc3",
+	"\xed\xa0\x80",        // an encoded surrogate is not UTF-8
+	"\xf4\x90\x80\x80",    // beyond U+10FFFF
+	"é€😀\U0010FFFF\uFFFD", // valid multi-byte text stays as it is
+	strings.Repeat("x\"y\n", 64),
+}
+
+// encodingJSON is how encoding/json writes s as a JSON string with HTML escaping off.
+func encodingJSON(t testing.TB, s string) string {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(s); err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSuffix(b.String(), "\n")
+}
+
+func TestAppendNotificationsMatchesEncodingJSON(t *testing.T) {
+	for _, s := range escapeCases {
+		t.Run(strings.ToValidUTF8(s, "?"), func(t *testing.T) {
+			got := string(AppendNotifications(nil, []Notification{{ID: 3, Value: []byte(s)}}))
+			want := `[{"id":3,"t":"notif","p":` + encodingJSON(t, s) + `}]`
+			if got != want {
+				t.Errorf("got %s, want %s", got, want)
+			}
+			if !json.Valid([]byte(got)) || !utf8.ValidString(got) {
+				t.Errorf("got %q, want valid JSON in UTF-8", got)
+			}
+		})
+	}
+}
+
+func TestAppendNotifications(t *testing.T) {
+	tests := []struct {
+		name string
+		dst  string
+		ns   []Notification
+		want string
+	}{
+		{"none", "", nil, `[]`},
+		{"null value", "", []Notification{{ID: 1}}, `[{"id":1,"t":"notif","p":null}]`},
+		{"empty value", "", []Notification{{ID: 1, Value: []byte{}}}, `[{"id":1,"t":"notif","p":""}]`},
+		{"JSON value stays a string", "", []Notification{{ID: 3, Value: []byte(`{"x":1}`)}}, `[{"id":3,"t":"notif","p":"{\"x\":1}"}]`},
+		{"several", "", []Notification{{ID: 1, Value: []byte("a")}, {ID: 2}, {ID: 18446744073709551615, Value: []byte("c")}},
+			`[{"id":1,"t":"notif","p":"a"},{"id":2,"t":"notif","p":null},{"id":18446744073709551615,"t":"notif","p":"c"}]`},
+		{"appends to dst", "prefix", []Notification{{ID: 1, Value: []byte("a")}}, `prefix[{"id":1,"t":"notif","p":"a"}]`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := string(AppendNotifications([]byte(tt.dst), tt.ns)); got != tt.want {
+				t.Errorf("got %s, want %s", got, tt.want)
+			}
+		})
+	}
+}
+
+// benchValue is 100 bytes of the kind of text clients publish: JSON, whose quotes need escaping.
+var benchValue = []byte(`{"sensor":"t-1700","reading":21.5,"unit":"C","at":"2026-01-02T03:04:05Z","tags":["a","b"],"ok":true}`)
+
+func BenchmarkAppendNotifications(b *testing.B) {
+	for _, bc := range []struct {
+		name  string
+		value []byte
+	}{
+		{"json", benchValue},
+		{"plain", bytes.Repeat([]byte("abcdefghij"), 10)},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			if len(bc.value) != 100 {
+				b.Fatalf("got a %d-byte value, want 100", len(bc.value))
+			}
+			ns := make([]Notification, 1000)
+			for i := range ns {
+				ns[i] = Notification{ID: uint64(i + 1), Value: bc.value}
+			}
+			var buf []byte
+			b.SetBytes(int64(len(ns) * len(bc.value)))
+			b.ReportAllocs()
+			for b.Loop() {
+				buf = AppendNotifications(buf[:0], ns)
+			}
+		})
+	}
+}
