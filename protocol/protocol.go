@@ -46,7 +46,8 @@ const (
 )
 
 // Request is one decoded and validated client request. It shares no memory with the frame it came from, so the
-// caller may reuse the frame's buffer.
+// caller may reuse the frame's buffer. ID keeps the id's JSON text, spacing included, except that a byte that is
+// not UTF-8 (only possible inside a string) becomes the escape \ufffd, so that echoing it keeps the reply UTF-8.
 type Request struct {
 	ID      json.RawMessage // the request's "id" exactly as sent (any JSON type); nil when absent
 	Type    string          // "t" as sent

@@ -151,8 +151,8 @@ const hexDigits = "0123456789abcdef"
 
 // appendString appends s as a JSON string exactly as an encoding/json Encoder with SetEscapeHTML(false) writes
 // it: short escapes for \b \f \n \r \t, \u00XX for other control characters, \ufffd for each byte that is not
-// UTF-8, and \u2028 and \u2029 escaped because JavaScript before ES2019 cannot read them raw. <, > and & stay as
-// they are: these frames are never embedded in HTML, and the original (JSON.stringify) left them too.
+// UTF-8, and \u2028 and \u2029 escaped so that the text is also a JavaScript literal before ES2019. <, > and &
+// stay as they are: these frames are never embedded in HTML, and the original (JSON.stringify) left them too.
 func appendString[S string | []byte](dst []byte, s S) []byte {
 	dst = append(dst, '"')
 	start := 0
@@ -211,6 +211,7 @@ func appendString[S string | []byte](dst []byte, s S) []byte {
 	return append(dst, '"')
 }
 
+// lsb and msb are words with the lowest and the highest bit of each byte set.
 const (
 	lsb = 0x0101010101010101
 	msb = 0x8080808080808080

@@ -154,6 +154,24 @@ func TestAppendNotificationsMatchesEncodingJSON(t *testing.T) {
 	}
 }
 
+// TestAppendStringEveryByte puts each byte value, and characters of every UTF-8 length, at each place in and
+// across the eight-byte words appendString skips, and holds the result to encoding/json's.
+func TestAppendStringEveryByte(t *testing.T) {
+	var specials []string
+	for c := range 256 {
+		specials = append(specials, string([]byte{byte(c)}))
+	}
+	specials = append(specials, "é", "\u2028", "\u2029", "😀", "\xed\xa0\x80", "\xf0\x9f\x98")
+	for _, sp := range specials {
+		for at := range 10 {
+			s := strings.Repeat("a", at) + sp + strings.Repeat("b", 17)
+			if got, want := string(appendString(nil, s)), encodingJSON(t, s); got != want {
+				t.Errorf("got %s, want %s", got, want)
+			}
+		}
+	}
+}
+
 func TestAppendNotifications(t *testing.T) {
 	tests := []struct {
 		name string

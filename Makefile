@@ -1,0 +1,43 @@
+# wskafka: `make run` serves Caddyfile.example on the embedded broker; `make test` runs every test.
+GO       ?= go
+PACKAGES  = $(shell $(GO) list ./... | grep -v /e2e)
+
+.PHONY: build run test test-fast test-e2e vet fuzz e2e-deps kafka-up kafka-down clean
+
+build:
+	$(GO) build -o caddy ./cmd/caddy
+
+run: build
+	./caddy run --config Caddyfile.example --adapter caddyfile
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+	$(GO) vet ./...
+
+# Unit and integration tests (in-process broker): no Java, no Node, no network.
+test-fast: vet
+	$(GO) test -race -count=1 $(PACKAGES)
+
+# The end-to-end suite: the real binary, real clients, KAFKA_BROKERS or an in-process broker.
+test-e2e: e2e-deps
+	$(GO) test -count=1 -timeout 20m ./e2e/
+
+test: test-fast test-e2e
+
+# A bounded run of the protocol fuzz targets; crashers land in protocol/testdata/fuzz and become regression cases.
+FUZZTIME ?= 20s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./protocol/
+	$(GO) test -run '^$$' -fuzz '^FuzzAppendNotifications$$' -fuzztime $(FUZZTIME) ./protocol/
+
+e2e-deps:
+	@if [ -f e2e/node/package.json ]; then cd e2e/node && npm ci --no-audit --no-fund --loglevel=error; fi
+
+kafka-up:
+	@scripts/kafka up
+
+kafka-down:
+	@scripts/kafka down
+
+clean:
+	rm -f caddy
