@@ -2,6 +2,7 @@ package wskafka
 
 import (
 	"strconv"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -26,7 +27,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // README and on the JSON fields):
 //
 //	wskafka [<matcher>] {
-//	    brokers <host:port...> | embedded
+//	    brokers <host:port[,host:port]...> | embedded
 //	    client_id <id>
 //	    connect_timeout <duration>
 //	    request_timeout <duration>
@@ -71,7 +72,14 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		var err error
 		switch d.Val() {
 		case "brokers":
-			h.Brokers = d.RemainingArgs()
+			// Commas separate too, so that one environment variable can carry a list: {$KAFKA_BROKERS}.
+			for _, arg := range d.RemainingArgs() {
+				for _, b := range strings.Split(arg, ",") {
+					if b != "" {
+						h.Brokers = append(h.Brokers, b)
+					}
+				}
+			}
 			if len(h.Brokers) == 0 {
 				return d.ArgErr()
 			}

@@ -107,13 +107,14 @@ func (sub *Subscription) run() {
 			gen.Start(func(context.Context) {})
 			continue
 		}
-		sub.runGeneration(gen, offsets)
+		// The reply goes first, so that it reaches the client before any notification.
 		if !replied {
 			replied = true
 			joined()
 			sub.logger.Info("consumer ready")
 			sub.session.reply(sub.req.request(), sub.topics)
 		}
+		sub.runGeneration(gen, offsets)
 	}
 }
 
