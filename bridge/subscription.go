@@ -84,7 +84,7 @@ func (sub *Subscription) run() {
 		if err != nil {
 			if sub.ctx.Err() != nil {
 				if !replied {
-					sub.session.replyError(sub.req.request(), replyError("subscribing", ErrShuttingDown))
+					sub.replyStopped()
 				}
 				return
 			}
@@ -116,6 +116,18 @@ func (sub *Subscription) run() {
 		}
 		sub.runGeneration(gen, offsets)
 	}
+}
+
+// replyStopped answers a subscribe that was stopped before its group was joined.
+func (sub *Subscription) replyStopped() {
+	if sub.session.ctx.Err() != nil {
+		sub.session.replyError(sub.req.request(), replyError("subscribing", ErrShuttingDown))
+		return
+	}
+	sub.session.replyError(sub.req.request(), &protocol.Error{
+		Code:    protocol.CodeCancelled,
+		Message: "subscribe cancelled by a later subscribe or unsubscribe before the group was joined",
+	})
 }
 
 // startOffsets turns the generation's committed offsets into absolute offsets: a partition the group has no offset

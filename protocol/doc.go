@@ -24,8 +24,8 @@
 //	{"code": "<code>", "message": "<what was wrong, naming the field>"}
 //
 // with code one of invalid_json, invalid_frame, unknown_type, unknown_action, invalid_payload and invalid_topic
-// (the request itself is wrong), or unknown_topic, kafka_unavailable, kafka_timeout, kafka_error and
-// shutting_down (the bridge could not carry it out). A frame that could not be read as an object with a string t
+// (the request itself is wrong), or unknown_topic, kafka_unavailable, kafka_timeout, kafka_error, shutting_down
+// and cancelled (the bridge could not carry it out). A frame that could not be read as an object with a string t
 // is answered with t "error". Unlike the original, which stayed silent, every malformed frame is answered.
 //
 // Consumed records reach the client as one frame holding a JSON array,

@@ -43,6 +43,9 @@ const (
 	CodeKafkaError = "kafka_error"
 	// CodeShuttingDown: the server is stopping and takes no new work (reported by the bridge).
 	CodeShuttingDown = "shutting_down"
+	// CodeCancelled: a later request on the same socket replaced this one before it completed (a subscribe
+	// still joining its group when another subscribe or an unsubscribe arrived).
+	CodeCancelled = "cancelled"
 )
 
 // Request is one decoded and validated client request. It shares no memory with the frame it came from, so the
