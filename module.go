@@ -103,9 +103,9 @@ type Handler struct {
 
 // TopicOptions sets the topics that topic/create makes.
 type TopicOptions struct {
-	// Partitions of a created topic; -1 uses the broker's num.partitions. Default: -1.
+	// Partitions of a created topic; -1 (or 0) uses the broker's num.partitions. Default: -1.
 	Partitions int `json:"partitions,omitempty"`
-	// Replication factor of a created topic; -1 uses the broker's default.replication.factor. Default: -1.
+	// Replication factor of a created topic; -1 (or 0) uses the broker's default.replication.factor. Default: -1.
 	Replication int `json:"replication,omitempty"`
 }
 
@@ -293,19 +293,19 @@ func (h *Handler) Validate() error {
 			}
 		}
 	}
-	for name, d := range map[string]caddy.Duration{
-		"connect_timeout": h.ConnectTimeout, "request_timeout": h.RequestTimeout,
-		"write_timeout": h.WriteTimeout, "close_timeout": h.CloseTimeout,
+	for _, d := range []namedDuration{
+		{"connect_timeout", h.ConnectTimeout}, {"request_timeout", h.RequestTimeout},
+		{"write_timeout", h.WriteTimeout}, {"close_timeout", h.CloseTimeout},
 	} {
-		if d < 0 {
-			fail("%s must not be negative", name)
+		if d.value < 0 {
+			fail("%s must not be negative", d.name)
 		}
 	}
 	if t := h.Topics; t != nil {
-		if t.Partitions == 0 || t.Partitions < -1 {
+		if t.Partitions < -1 {
 			fail("topics.partitions must be positive, or -1 for the broker's default")
 		}
-		if t.Replication == 0 || t.Replication < -1 {
+		if t.Replication < -1 {
 			fail("topics.replication must be positive, or -1 for the broker's default")
 		}
 	}
@@ -345,17 +345,18 @@ func (h *Handler) Validate() error {
 		if c.MQLimit < 0 {
 			fail("consumer.mq_limit must not be negative")
 		}
-		for name, d := range map[string]*caddy.Duration{"mq_interval": c.MQInterval, "commit_interval": c.CommitInterval} {
-			if d != nil && *d < 0 {
-				fail("consumer.%s must not be negative", name)
-			}
+		if c.MQInterval != nil && *c.MQInterval < 0 {
+			fail("consumer.mq_interval must not be negative")
 		}
-		for name, d := range map[string]caddy.Duration{
-			"session_timeout": c.SessionTimeout, "heartbeat_interval": c.HeartbeatInterval,
-			"rebalance_timeout": c.RebalanceTimeout, "fetch_max_wait": c.FetchMaxWait,
+		if c.CommitInterval != nil && *c.CommitInterval < 0 {
+			fail("consumer.commit_interval must not be negative")
+		}
+		for _, d := range []namedDuration{
+			{"session_timeout", c.SessionTimeout}, {"heartbeat_interval", c.HeartbeatInterval},
+			{"rebalance_timeout", c.RebalanceTimeout}, {"fetch_max_wait", c.FetchMaxWait},
 		} {
-			if d < 0 {
-				fail("consumer.%s must not be negative", name)
+			if d.value < 0 {
+				fail("consumer.%s must not be negative", d.name)
 			}
 		}
 		if c.SessionTimeout > 0 && c.HeartbeatInterval >= c.SessionTimeout {
@@ -377,6 +378,12 @@ func (h *Handler) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// namedDuration lets Validate check durations in a fixed order, so its messages come out the same every time.
+type namedDuration struct {
+	name  string
+	value caddy.Duration
 }
 
 var requiredAcks = map[string]int{"none": 0, "one": 1, "all": -1}

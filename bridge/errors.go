@@ -21,6 +21,8 @@ var (
 	ErrShuttingDown = errors.New("the server is shutting down")
 	// ErrMessageTooLarge: a publish is larger than max_message_bytes.
 	ErrMessageTooLarge = errors.New("message too large")
+	// ErrUnknownPartition: a publish names a partition its topic does not have.
+	ErrUnknownPartition = errors.New("unknown partition")
 	// ErrOffsetOutOfRange: a partition reader's offset no longer exists in the partition.
 	ErrOffsetOutOfRange = errors.New("offset out of range")
 )
@@ -30,7 +32,7 @@ func replyError(op string, err error) *protocol.Error {
 	switch {
 	case errors.Is(err, ErrShuttingDown):
 		return &protocol.Error{Code: protocol.CodeShuttingDown, Message: op + ": " + err.Error()}
-	case errors.Is(err, ErrUnknownTopic), errors.Is(err, kafka.UnknownTopicOrPartition):
+	case errors.Is(err, ErrUnknownTopic), errors.Is(err, ErrUnknownPartition), errors.Is(err, kafka.UnknownTopicOrPartition):
 		return &protocol.Error{Code: protocol.CodeUnknownTopic, Message: op + ": " + err.Error()}
 	case errors.Is(err, ErrMessageTooLarge), errors.Is(err, kafka.MessageSizeTooLarge):
 		return &protocol.Error{Code: protocol.CodeInvalidPayload, Message: op + ": " + err.Error()}

@@ -10,31 +10,63 @@ import (
 
 // Record is one Kafka record as the bridge handles it.
 type Record struct {
-	Topic     string
+	Topic string
+	// Partition is where the record is (fetched) or goes (produced); a record to produce with Partition -1 is
+	// placed by the partitioner, and Produce sets the partition it chose.
 	Partition int
-	Offset    int64
+	Offset    int64 // set by Produce once written
 	Key       []byte
 	Value     []byte
-	Time      time.Time
+	Headers   []Header
+	Time      time.Time // a record to produce with a zero Time gets the current time
+}
+
+// Header is one record header.
+type Header struct {
+	Key   string
+	Value []byte
 }
 
 // Producer writes records; one is shared by every session of every handler using the same cluster settings.
 type Producer interface {
 	// Produce writes records and returns one result per record, in order: nil once Kafka acknowledged it (as
-	// configured by required acks), or why it was not written.
+	// configured by required acks), or why it was not written. It sets the Partition, Offset and Time of each
+	// record written.
 	Produce(ctx context.Context, records []Record) []error
 }
 
-// Admin answers questions about topics.
+// Admin answers questions about topics and groups.
 type Admin interface {
-	// CreateTopics creates the named topics with the configured partitions and replication; a topic that already
-	// exists is not an error. It returns the error of each topic that could not be created.
-	CreateTopics(ctx context.Context, topics []string) (map[string]error, error)
-	// Partitions returns the partition IDs of each named topic, or of every non-internal topic when topics is
-	// empty. A named topic that does not exist is absent from the result.
-	Partitions(ctx context.Context, topics []string) (map[string][]int, error)
+	// CreateTopics creates topics; a topic that already exists is not an error. It returns the error of each
+	// topic that could not be created.
+	CreateTopics(ctx context.Context, topics []TopicSpec) (map[string]error, error)
+	// DeleteTopics deletes topics and returns the error of each topic that could not be deleted.
+	DeleteTopics(ctx context.Context, topics []string) (map[string]error, error)
+	// Topics returns the partitions of each named topic, or of every non-internal topic when topics is empty,
+	// sorted by ID. A named topic that does not exist is absent from the result.
+	Topics(ctx context.Context, topics []string) (map[string][]PartitionInfo, error)
 	// Watermarks returns, for each partition of topic, its first offset and the offset the next record will get.
 	Watermarks(ctx context.Context, topic string, partitions []int) (map[int]Watermark, error)
+	// OffsetsAt returns, for each partition of topic, the first offset whose record time is at or after t (the
+	// high watermark when there is none).
+	OffsetsAt(ctx context.Context, topic string, partitions []int, t time.Time) (map[int]int64, error)
+	// GroupOffsets returns the offsets group has committed for the partitions of topic; a partition without one
+	// is absent.
+	GroupOffsets(ctx context.Context, group, topic string, partitions []int) (map[int]int64, error)
+}
+
+// TopicSpec is a topic to create; zero Partitions or Replication take the configured defaults.
+type TopicSpec struct {
+	Name        string
+	Partitions  int
+	Replication int
+	Configs     map[string]string
+}
+
+// PartitionInfo describes one partition of a topic.
+type PartitionInfo struct {
+	ID     int
+	Leader int // the leader broker's ID; -1 when there is none
 }
 
 // Watermark is the range of offsets a partition holds: [Low, High).

@@ -1,10 +1,11 @@
 package bridge
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -62,10 +63,11 @@ type KafkaGo struct {
 // NewKafkaGo builds the clients. It does not dial: connections open on first use, so a config loads without a
 // reachable broker.
 func NewKafkaGo(cfg KafkaConfig, logger *zap.Logger) (*KafkaGo, error) {
-	balancer, err := newBalancer(cfg.Partitioner)
+	partitioner, err := newBalancer(cfg.Partitioner)
 	if err != nil {
 		return nil, err
 	}
+	balancer := explicitPartition{partitioner}
 	var compression kafka.Compression
 	if cfg.Compression != "none" && cfg.Compression != "" {
 		if err := compression.UnmarshalText([]byte(cfg.Compression)); err != nil {
@@ -97,6 +99,7 @@ func NewKafkaGo(cfg KafkaConfig, logger *zap.Logger) (*KafkaGo, error) {
 		// metadata from a cache refreshed every 6 s otherwise); whether that creates the topic is the broker's
 		// auto.create.topics.enable policy, as it was for the original connector.
 		AllowAutoTopicCreation: true,
+		Completion:             completed,
 		ErrorLogger:            kafka.LoggerFunc(k.logError("producer")),
 	}
 	return k, nil
@@ -115,38 +118,113 @@ func (k *KafkaGo) logError(component string) func(string, ...any) {
 	}
 }
 
+// produceSlot travels with one record through kafka-go's Writer as its WriterData: the balancer reads the
+// requested partition from it, and the Writer's Completion callback writes the outcome into it.
+type produceSlot struct {
+	rec  *Record
+	err  error
+	done bool
+}
+
 // Produce implements Producer. Records are written with one synchronous WriteMessages call per topic, because
-// kafka-go fails a whole call when one of its topics is unknown; per-record failures come back as
-// kafka.WriteErrors.
+// kafka-go fails a whole call when one of its topics is unknown. The Writer's Completion callback, which runs
+// before WriteMessages returns, reports each record's partition and offset (WriteMessages itself only reports
+// errors, segmentio/kafka-go#405).
 func (k *KafkaGo) Produce(ctx context.Context, records []Record) []error {
 	results := make([]error, len(records))
 	byTopic := make(map[string][]int, 1)
+	now := time.Now()
 	for i := range records {
+		if records[i].Time.IsZero() {
+			records[i].Time = now
+		}
 		byTopic[records[i].Topic] = append(byTopic[records[i].Topic], i)
 	}
 	var wg sync.WaitGroup
-	for _, indexes := range byTopic {
+	for topic, indexes := range byTopic {
 		wg.Go(func() {
-			msgs := make([]kafka.Message, len(indexes))
-			for j, i := range indexes {
-				r := &records[i]
-				msgs[j] = kafka.Message{Topic: r.Topic, Key: r.Key, Value: r.Value, Time: r.Time}
-			}
-			err := k.writer.WriteMessages(ctx, msgs...)
-			var perRecord kafka.WriteErrors
-			if errors.As(err, &perRecord) && len(perRecord) == len(indexes) {
-				for j, i := range indexes {
-					results[i] = perRecord[j]
+			if err := k.checkPartitions(ctx, topic, records, indexes); err != nil {
+				for _, i := range indexes {
+					results[i] = err
 				}
 				return
 			}
-			for _, i := range indexes {
-				results[i] = err
+			slots := make([]produceSlot, len(indexes))
+			msgs := make([]kafka.Message, len(indexes))
+			for j, i := range indexes {
+				r := &records[i]
+				slots[j].rec = r
+				msgs[j] = kafka.Message{Topic: r.Topic, Key: r.Key, Value: r.Value, Time: r.Time, WriterData: &slots[j]}
+				for _, h := range r.Headers {
+					msgs[j].Headers = append(msgs[j].Headers, kafka.Header{Key: h.Key, Value: h.Value})
+				}
+			}
+			err := k.writer.WriteMessages(ctx, msgs...)
+			var perRecord kafka.WriteErrors
+			perRecordOK := errors.As(err, &perRecord) && len(perRecord) == len(indexes)
+			for j, i := range indexes {
+				switch {
+				case slots[j].done:
+					results[i] = slots[j].err
+				case perRecordOK && perRecord[j] != nil:
+					results[i] = perRecord[j]
+				case err != nil:
+					results[i] = err
+				default:
+					results[i] = errors.New("kafka-go reported no outcome for the record")
+				}
 			}
 		})
 	}
 	wg.Wait()
 	return results
+}
+
+// completed is the Writer's Completion callback.
+func completed(messages []kafka.Message, err error) {
+	for i := range messages {
+		slot, ok := messages[i].WriterData.(*produceSlot)
+		if !ok {
+			continue
+		}
+		slot.done, slot.err = true, err
+		if err == nil {
+			slot.rec.Partition = messages[i].Partition
+			slot.rec.Offset = messages[i].Offset
+			if !messages[i].Time.IsZero() {
+				slot.rec.Time = messages[i].Time
+			}
+		}
+	}
+}
+
+// checkPartitions refuses records that ask for a partition the topic does not have: kafka-go's balancer cannot
+// refuse one. Only records with an explicit partition pay for the (cached) metadata look-up.
+func (k *KafkaGo) checkPartitions(ctx context.Context, topic string, records []Record, indexes []int) error {
+	var explicit []int
+	for _, i := range indexes {
+		if records[i].Partition >= 0 {
+			explicit = append(explicit, i)
+		}
+	}
+	if len(explicit) == 0 {
+		return nil
+	}
+	client := &kafka.Client{Addr: k.writer.Addr, Transport: k.transport, Timeout: k.cfg.RequestTimeout}
+	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	if err != nil {
+		return err
+	}
+	if len(meta.Topics) != 1 || meta.Topics[0].Error != nil {
+		return fmt.Errorf("%w: %s", ErrUnknownTopic, topic)
+	}
+	count := len(meta.Topics[0].Partitions)
+	for _, i := range explicit {
+		if records[i].Partition >= count {
+			return fmt.Errorf("%w: %s has no partition %d (it has %d)", ErrUnknownPartition, topic, records[i].Partition, count)
+		}
+	}
+	return nil
 }
 
 // client returns an admin client whose metadata is fresh. kafka-go's Transport answers Metadata requests from a
@@ -159,16 +237,20 @@ func (k *KafkaGo) client() (*kafka.Client, func()) {
 }
 
 // CreateTopics implements Admin.
-func (k *KafkaGo) CreateTopics(ctx context.Context, topics []string) (map[string]error, error) {
+func (k *KafkaGo) CreateTopics(ctx context.Context, topics []TopicSpec) (map[string]error, error) {
 	client, done := k.client()
 	defer done()
 	req := &kafka.CreateTopicsRequest{Topics: make([]kafka.TopicConfig, len(topics))}
-	for i, name := range topics {
-		req.Topics[i] = kafka.TopicConfig{
-			Topic:             name,
-			NumPartitions:     k.cfg.TopicPartitions,
-			ReplicationFactor: k.cfg.TopicReplication,
+	for i, t := range topics {
+		cfg := kafka.TopicConfig{
+			Topic:             t.Name,
+			NumPartitions:     cmp.Or(t.Partitions, k.cfg.TopicPartitions),
+			ReplicationFactor: cmp.Or(t.Replication, k.cfg.TopicReplication),
 		}
+		for name, value := range t.Configs {
+			cfg.ConfigEntries = append(cfg.ConfigEntries, kafka.ConfigEntry{ConfigName: name, ConfigValue: value})
+		}
+		req.Topics[i] = cfg
 	}
 	res, err := client.CreateTopics(ctx, req)
 	if err != nil {
@@ -183,15 +265,32 @@ func (k *KafkaGo) CreateTopics(ctx context.Context, topics []string) (map[string
 	return failed, nil
 }
 
-// Partitions implements Admin.
-func (k *KafkaGo) Partitions(ctx context.Context, topics []string) (map[string][]int, error) {
+// DeleteTopics implements Admin.
+func (k *KafkaGo) DeleteTopics(ctx context.Context, topics []string) (map[string]error, error) {
+	client, done := k.client()
+	defer done()
+	res, err := client.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: topics})
+	if err != nil {
+		return nil, err
+	}
+	failed := make(map[string]error)
+	for name, err := range res.Errors {
+		if err != nil {
+			failed[name] = err
+		}
+	}
+	return failed, nil
+}
+
+// Topics implements Admin.
+func (k *KafkaGo) Topics(ctx context.Context, topics []string) (map[string][]PartitionInfo, error) {
 	client, done := k.client()
 	defer done()
 	res, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[string][]int, len(res.Topics))
+	out := make(map[string][]PartitionInfo, len(res.Topics))
 	for _, t := range res.Topics {
 		if errors.Is(t.Error, kafka.UnknownTopicOrPartition) {
 			continue
@@ -202,12 +301,15 @@ func (k *KafkaGo) Partitions(ctx context.Context, topics []string) (map[string][
 		if len(topics) == 0 && (t.Internal || strings.HasPrefix(t.Name, "__")) {
 			continue
 		}
-		ids := make([]int, len(t.Partitions))
+		parts := make([]PartitionInfo, len(t.Partitions))
 		for i, p := range t.Partitions {
-			ids[i] = p.ID
+			parts[i] = PartitionInfo{ID: p.ID, Leader: p.Leader.ID}
+			if p.Leader.Host == "" {
+				parts[i].Leader = -1
+			}
 		}
-		sort.Ints(ids)
-		out[t.Name] = ids
+		slices.SortFunc(parts, func(a, b PartitionInfo) int { return cmp.Compare(a.ID, b.ID) })
+		out[t.Name] = parts
 	}
 	return out, nil
 }
@@ -234,6 +336,67 @@ func (k *KafkaGo) Watermarks(ctx context.Context, topic string, partitions []int
 	for _, p := range partitions {
 		if _, ok := out[p]; !ok {
 			return nil, fmt.Errorf("offsets of %s/%d: missing from the broker's answer", topic, p)
+		}
+	}
+	return out, nil
+}
+
+// OffsetsAt implements Admin.
+func (k *KafkaGo) OffsetsAt(ctx context.Context, topic string, partitions []int, t time.Time) (map[int]int64, error) {
+	client, done := k.client()
+	defer done()
+	reqs := make([]kafka.OffsetRequest, len(partitions))
+	for i, p := range partitions {
+		reqs[i] = kafka.TimeOffsetOf(p, t)
+	}
+	res, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[int]int64, len(partitions))
+	for _, p := range res.Topics[topic] {
+		if p.Error != nil {
+			return nil, fmt.Errorf("offsets of %s/%d at %v: %w", topic, p.Partition, t, p.Error)
+		}
+		// kafka-go reports the offset found for the time as a key of Offsets.
+		for off := range p.Offsets {
+			out[p.Partition] = off
+		}
+	}
+	missing := make([]int, 0)
+	for _, p := range partitions {
+		if _, ok := out[p]; !ok {
+			missing = append(missing, p)
+		}
+	}
+	if len(missing) > 0 {
+		// No record at or after t: start at the end.
+		marks, err := k.Watermarks(ctx, topic, missing)
+		if err != nil {
+			return nil, err
+		}
+		for p, m := range marks {
+			out[p] = m.High
+		}
+	}
+	return out, nil
+}
+
+// GroupOffsets implements Admin.
+func (k *KafkaGo) GroupOffsets(ctx context.Context, group, topic string, partitions []int) (map[int]int64, error) {
+	client, done := k.client()
+	defer done()
+	res, err := client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: partitions}})
+	if err != nil {
+		return nil, err
+	}
+	if res.Error != nil {
+		return nil, res.Error
+	}
+	out := make(map[int]int64, len(partitions))
+	for _, p := range res.Topics[topic] {
+		if p.Error == nil && p.CommittedOffset >= 0 {
+			out[p.Partition] = p.CommittedOffset
 		}
 	}
 	return out, nil
@@ -308,6 +471,16 @@ func newBalancer(name string) (kafka.Balancer, error) {
 		return &kafka.LeastBytes{}, nil
 	}
 	return nil, fmt.Errorf("unknown partitioner %q (want one of %s)", name, strings.Join(Partitioners, ", "))
+}
+
+// explicitPartition places a record that asks for a partition there, and leaves the others to the partitioner.
+type explicitPartition struct{ partitioner kafka.Balancer }
+
+func (b explicitPartition) Balance(msg kafka.Message, partitions ...int) int {
+	if slot, ok := msg.WriterData.(*produceSlot); ok && slot.rec.Partition >= 0 {
+		return slot.rec.Partition
+	}
+	return b.partitioner.Balance(msg, partitions...)
 }
 
 // keyedBalancer partitions records by key hash, and records without a key round-robin.

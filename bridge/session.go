@@ -145,7 +145,7 @@ func (s *Session) handle(frame []byte) {
 }
 
 func (s *Session) publish(req *protocol.Request) {
-	rec := Record{Topic: req.Publish.Topic, Value: req.Publish.Value}
+	rec := Record{Topic: req.Publish.Topic, Partition: -1, Value: req.Publish.Value}
 	if err := s.publisher.Add(s.ctx, rec, refOf(req)); err != nil {
 		if errors.Is(err, context.Canceled) {
 			err = ErrShuttingDown
@@ -162,7 +162,11 @@ func (s *Session) publishFailed(ref requestRef, topic string, err error) {
 func (s *Session) createTopics(req *protocol.Request) {
 	ctx, cancel := context.WithTimeout(s.ctx, s.hub.cfg.RequestTimeout)
 	defer cancel()
-	failed, err := s.hub.kafka.CreateTopics(ctx, req.Topics)
+	specs := make([]TopicSpec, len(req.Topics))
+	for i, name := range req.Topics {
+		specs[i] = TopicSpec{Name: name}
+	}
+	failed, err := s.hub.kafka.CreateTopics(ctx, specs)
 	if err != nil {
 		s.replyError(req, replyError("creating topics", err))
 		return
@@ -187,7 +191,7 @@ func (s *Session) createTopics(req *protocol.Request) {
 func (s *Session) listTopics(req *protocol.Request) {
 	ctx, cancel := context.WithTimeout(s.ctx, s.hub.cfg.RequestTimeout)
 	defer cancel()
-	topics, err := s.hub.kafka.Partitions(ctx, nil)
+	topics, err := s.hub.kafka.Topics(ctx, nil)
 	if err != nil {
 		s.replyError(req, replyError("listing topics", err))
 		return
@@ -200,7 +204,7 @@ func (s *Session) listTopics(req *protocol.Request) {
 	list := make([]protocol.TopicPartition, 0, len(names))
 	for _, name := range names {
 		for _, p := range topics[name] {
-			list = append(list, protocol.TopicPartition{Topic: name, Partition: p})
+			list = append(list, protocol.TopicPartition{Topic: name, Partition: p.ID})
 		}
 	}
 	s.reply(req, list)
@@ -213,7 +217,7 @@ func (s *Session) subscribe(req *protocol.Request) {
 	s.stopSubscription()
 	ctx, cancel := context.WithTimeout(s.ctx, s.hub.cfg.RequestTimeout)
 	defer cancel()
-	existing, err := s.hub.kafka.Partitions(ctx, req.Topics)
+	existing, err := s.hub.kafka.Topics(ctx, req.Topics)
 	if err != nil {
 		s.replyError(req, replyError("subscribing", err))
 		return

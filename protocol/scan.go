@@ -19,8 +19,18 @@ func (v span) present() bool { return v.end > 0 }
 // pass as id, t, a and p, so a publish frame is read once whatever order its keys come in.
 type envelope struct {
 	id, t, a, p span
-	pt, pm      span // p.t and p.m, when p is an object
-	pGroup      span // p.consumer_group, when p is an object
+	ack         span // the top-level "ack" of a publish
+	pm          payloadMembers
+}
+
+// payloadMembers are the members of p that Decode reads, when p is an object: the publish fields, so that a
+// publish is read in one pass, and the two members of a subscribe that have always been checked first.
+type payloadMembers struct {
+	t, m        span // p.t and p.m
+	group       span // p.consumer_group
+	k, h        span // p.k and p.h
+	part, ts    span // p.part and p.ts
+	enc, ack    span // p.enc and p.ack
 }
 
 // scan validates frame as JSON and records the envelope's members (the last of duplicate keys wins, as with
@@ -36,18 +46,30 @@ func (e *envelope) scan(frame []byte) (object, valid bool) {
 			switch string(key) {
 			case "p":
 				// A later p replaces an earlier one wholesale, members included.
-				e.pt, e.pm, e.pGroup = span{}, span{}, span{}
+				e.pm = payloadMembers{}
 				if start < len(frame) && frame[start] == '{' {
 					ok = s.members(func(key []byte) bool {
 						start := s.i
 						ok := s.value()
 						switch string(key) {
 						case "t":
-							e.pt = span{start, s.i}
+							e.pm.t = span{start, s.i}
 						case "m":
-							e.pm = span{start, s.i}
+							e.pm.m = span{start, s.i}
 						case "consumer_group":
-							e.pGroup = span{start, s.i}
+							e.pm.group = span{start, s.i}
+						case "k":
+							e.pm.k = span{start, s.i}
+						case "h":
+							e.pm.h = span{start, s.i}
+						case "part":
+							e.pm.part = span{start, s.i}
+						case "ts":
+							e.pm.ts = span{start, s.i}
+						case "enc":
+							e.pm.enc = span{start, s.i}
+						case "ack":
+							e.pm.ack = span{start, s.i}
 						}
 						return ok
 					})
@@ -64,6 +86,8 @@ func (e *envelope) scan(frame []byte) (object, valid bool) {
 					e.t = span{start, s.i}
 				case "a":
 					e.a = span{start, s.i}
+				case "ack":
+					e.ack = span{start, s.i}
 				}
 			}
 			return ok
