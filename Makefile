@@ -2,7 +2,7 @@
 GO       ?= go
 PACKAGES  = $(shell $(GO) list ./... | grep -v /e2e)
 
-.PHONY: build run test test-fast test-e2e vet fuzz e2e-deps kafka-up kafka-down clean
+.PHONY: build run test test-fast test-kafka test-e2e vet fuzz e2e-deps kafka-up kafka-down clean
 
 build:
 	$(GO) build -o caddy ./cmd/caddy
@@ -14,15 +14,20 @@ vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	$(GO) vet ./...
 
-# Unit and integration tests (in-process broker): no Java, no Node, no network.
+# Unit and integration tests on the in-process broker: no Java, no Node, no network.
 test-fast: vet
-	$(GO) test -race -count=1 $(PACKAGES)
+	env -u KAFKA_BROKERS $(GO) test -race -count=1 $(PACKAGES)
+
+# The integration tests again, against the cluster in KAFKA_BROKERS (skipped when it is not set).
+test-kafka:
+	@if [ -n "$$KAFKA_BROKERS" ]; then $(GO) test -count=1 -timeout 15m . ; \
+	else echo "test-kafka: KAFKA_BROKERS is not set, skipped"; fi
 
 # The end-to-end suite: the real binary, real clients, KAFKA_BROKERS or an in-process broker.
 test-e2e: e2e-deps
 	$(GO) test -count=1 -timeout 20m ./e2e/
 
-test: test-fast test-e2e
+test: test-fast test-kafka test-e2e
 
 # A bounded run of the protocol fuzz targets; crashers land in protocol/testdata/fuzz and become regression cases.
 FUZZTIME ?= 20s

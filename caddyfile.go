@@ -36,6 +36,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    topics {
 //	        partitions <n>|-1
 //	        replication <n>|-1
+//	        allow_delete
 //	    }
 //	    producer {
 //	        mq_limit <n>
@@ -46,6 +47,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        compression none|gzip|snappy|lz4|zstd
 //	        max_attempts <n>
 //	        max_message_bytes <n>
+//	        receipts
 //	    }
 //	    consumer {
 //	        group_id <group>
@@ -57,6 +59,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        heartbeat_interval <duration>
 //	        rebalance_timeout <duration>
 //	        commit_interval <duration>
+//	        max_unacked <n>
 //	        fetch_min_bytes <n>
 //	        fetch_max_bytes <n>
 //	        fetch_max_wait <duration>
@@ -129,6 +132,11 @@ func (t *TopicOptions) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = intArg(d, &t.Partitions)
 		case "replication":
 			err = intArg(d, &t.Replication)
+		case "allow_delete":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			t.AllowDelete = true
 		default:
 			return d.Errf("unrecognized topics subdirective %q", d.Val())
 		}
@@ -163,6 +171,11 @@ func (p *ProducerOptions) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = intArg(d, &p.MaxAttempts)
 		case "max_message_bytes":
 			err = intArg(d, &p.MaxMessageBytes)
+		case "receipts":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			p.Receipts = true
 		default:
 			return d.Errf("unrecognized producer subdirective %q", d.Val())
 		}
@@ -200,6 +213,8 @@ func (c *ConsumerOptions) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "commit_interval":
 			c.CommitInterval = new(caddy.Duration)
 			err = durationArg(d, c.CommitInterval)
+		case "max_unacked":
+			err = intArg(d, &c.MaxUnacked)
 		case "fetch_min_bytes":
 			err = intArg(d, &c.FetchMinBytes)
 		case "fetch_max_bytes":

@@ -19,12 +19,19 @@ import (
 )
 
 // The integration tests run the handler inside a real Caddy instance (one per test, loaded from JSON), reached
-// by real WebSocket clients over TCP, in front of franz-go's in-process broker.
+// by real WebSocket clients over TCP, in front of franz-go's in-process broker, or of the Kafka cluster named
+// by KAFKA_BROKERS when it is set (make test runs them against both).
 
 // testBrokers is the address of the broker every test in the package shares.
 var testBrokers string
 
 func TestMain(m *testing.M) {
+	if brokers := os.Getenv("KAFKA_BROKERS"); brokers != "" {
+		testBrokers = strings.Split(brokers, ",")[0]
+		code := m.Run()
+		caddy.Stop()
+		os.Exit(code)
+	}
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "starting kfake:", err)

@@ -53,6 +53,7 @@ const (
 	defaultFetchMaxBytes    = 1 << 20                // fetchMaxBytes: 1024 * 1024
 	defaultFetchMaxWait     = 100 * time.Millisecond // fetchMaxWaitMs: 100
 	defaultGroupBalancer    = "round_robin"          // protocol: ['roundrobin']
+	defaultMaxUnacked       = 10000
 	defaultTopicPartitions  = -1
 	defaultTopicReplication = -1
 )
@@ -107,6 +108,8 @@ type TopicOptions struct {
 	Partitions int `json:"partitions,omitempty"`
 	// Replication factor of a created topic; -1 (or 0) uses the broker's default.replication.factor. Default: -1.
 	Replication int `json:"replication,omitempty"`
+	// AllowDelete enables topic/delete on this route. Default: false.
+	AllowDelete bool `json:"allow_delete,omitempty"`
 }
 
 // ProducerOptions sets how publishes are batched and written to Kafka.
@@ -133,6 +136,9 @@ type ProducerOptions struct {
 	// MaxMessageBytes is the largest record accepted for publishing, also the largest produce batch. Default:
 	// 1048576.
 	MaxMessageBytes int `json:"max_message_bytes,omitempty"`
+	// Receipts answers every publish with a receipt (topic, partition, offset, timestamp) once Kafka has
+	// acknowledged it, as if each publish carried "ack": true. Default: false.
+	Receipts bool `json:"receipts,omitempty"`
 }
 
 // ConsumerOptions sets how subscriptions read from Kafka and deliver to the socket.
@@ -165,6 +171,10 @@ type ConsumerOptions struct {
 	FetchMaxBytes int `json:"fetch_max_bytes,omitempty"`
 	// FetchMaxWait is how long a fetch waits for FetchMinBytes. Default: 100ms.
 	FetchMaxWait caddy.Duration `json:"fetch_max_wait,omitempty"`
+	// MaxUnacked bounds the notifications a subscription with "commit": "client" has delivered and the client
+	// has not acknowledged; at the bound the subscription stops fetching until acknowledgements arrive.
+	// Default: 10000.
+	MaxUnacked int `json:"max_unacked,omitempty"`
 	// GroupBalancers are the partition assignment strategies offered to the group, in order of preference:
 	// round_robin, range. Default: [round_robin].
 	GroupBalancers []string `json:"group_balancers,omitempty"`
@@ -207,14 +217,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	val, _, err := pool.LoadOrNew(string(key), func() (caddy.Destructor, error) {
 		h.logger.Info("kafka clients ready", zap.Strings("brokers", brokers), zap.String("client_id", h.ClientID))
-		return bridge.NewKafkaGo(kcfg, h.logger.Named("kafka"))
+		return bridge.NewCluster(kcfg, h.logger.Named("kafka"))
 	})
 	if err != nil {
 		return err
 	}
 	h.poolKeys = append(h.poolKeys, string(key))
 
-	h.hub = bridge.NewHub(h.bridgeConfig(), val.(*bridge.KafkaGo), h.logger)
+	h.hub = bridge.NewHub(h.bridgeConfig(), val.(*bridge.Cluster), h.logger)
 	h.upgrader = websocket.Upgrader{HandshakeTimeout: time.Duration(h.WriteTimeout)}
 	return nil
 }
@@ -267,6 +277,7 @@ func (h *Handler) applyDefaults() {
 	if c.CommitInterval == nil {
 		c.CommitInterval = durationPtr(defaultCommitInterval)
 	}
+	setDefault(&c.MaxUnacked, defaultMaxUnacked)
 	setDefault(&c.FetchMinBytes, defaultFetchMinBytes)
 	setDefault(&c.FetchMaxBytes, defaultFetchMaxBytes)
 	setDefault(&c.FetchMaxWait, caddy.Duration(defaultFetchMaxWait))
@@ -345,6 +356,9 @@ func (h *Handler) Validate() error {
 		if c.MQLimit < 0 {
 			fail("consumer.mq_limit must not be negative")
 		}
+		if c.MaxUnacked < 0 {
+			fail("consumer.max_unacked must not be negative")
+		}
 		if c.MQInterval != nil && *c.MQInterval < 0 {
 			fail("consumer.mq_interval must not be negative")
 		}
@@ -417,6 +431,7 @@ func (h *Handler) bridgeConfig() bridge.Config {
 	p, c := h.Producer, h.Consumer
 	offset := map[string]int64{"earliest": bridge.FirstOffset, "latest": bridge.LastOffset}
 	return bridge.Config{
+		AllowDelete:    h.Topics.AllowDelete,
 		RequestTimeout: time.Duration(h.RequestTimeout),
 		WriteTimeout:   time.Duration(h.WriteTimeout),
 		CloseTimeout:   time.Duration(h.CloseTimeout),
@@ -424,6 +439,7 @@ func (h *Handler) bridgeConfig() bridge.Config {
 			MQLimit:         p.MQLimit,
 			MQInterval:      time.Duration(*p.MQInterval),
 			MaxMessageBytes: p.MaxMessageBytes,
+			Receipts:        p.Receipts,
 		},
 		Consumer: bridge.ConsumerConfig{
 			GroupID:          c.GroupID,
@@ -432,6 +448,7 @@ func (h *Handler) bridgeConfig() bridge.Config {
 			MQLimit:          c.MQLimit,
 			MQInterval:       time.Duration(*c.MQInterval),
 			CommitInterval:   time.Duration(*c.CommitInterval),
+			MaxUnacked:       c.MaxUnacked,
 		},
 	}
 }

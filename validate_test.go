@@ -288,6 +288,7 @@ func TestApplyDefaults(t *testing.T) {
 			FetchMinBytes:     1,
 			FetchMaxBytes:     1048576,
 			FetchMaxWait:      caddy.Duration(100 * time.Millisecond),
+			MaxUnacked:        10000,
 			GroupBalancers:    []string{"round_robin"},
 		},
 	}

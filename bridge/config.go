@@ -12,6 +12,8 @@ type Config struct {
 	RequestTimeout time.Duration
 	// WriteTimeout is how long one frame may take to reach a client before its socket is closed as dead.
 	WriteTimeout time.Duration
+	// AllowDelete enables topic/delete.
+	AllowDelete bool
 	// CloseTimeout bounds each step of closing a session: the last flush, leaving the group, the close frame.
 	CloseTimeout time.Duration
 }
@@ -24,6 +26,8 @@ type ProducerConfig struct {
 	MQInterval time.Duration
 	// MaxMessageBytes is the largest record (key, value and headers) accepted for publishing.
 	MaxMessageBytes int
+	// Receipts answers every publish with a receipt, as if each asked with "ack": true.
+	Receipts bool
 }
 
 // ConsumerConfig controls subscriptions.
@@ -38,8 +42,12 @@ type ConsumerConfig struct {
 	MQLimit int
 	// MQInterval delivers buffered notifications this long after the first arrived; 0 delivers each at once.
 	MQInterval time.Duration
-	// CommitInterval is how often offsets of delivered notifications are committed; 0 commits after every frame.
+	// CommitInterval is how often offsets of delivered (or, with client commits, acknowledged) notifications are
+	// committed; 0 commits at once.
 	CommitInterval time.Duration
+	// MaxUnacked bounds the notifications of a client-commit subscription delivered but not acknowledged; at the
+	// bound it stops fetching until the client acknowledges.
+	MaxUnacked int
 }
 
 // Kafka's sentinels for "the first offset" and "the next offset to be written", as kafka-go spells them.

@@ -27,9 +27,10 @@ var connections atomic.Uint64
 
 // Hub is the bridge of one handler: its configuration, its Kafka clients, and its live sessions.
 type Hub struct {
-	cfg    Config
-	kafka  Kafka
-	logger *zap.Logger
+	cfg         Config
+	kafka       Kafka
+	broadcaster *Broadcaster
+	logger      *zap.Logger
 
 	ctx    context.Context // ends when the hub closes; every session derives from it
 	cancel context.CancelFunc
@@ -40,10 +41,17 @@ type Hub struct {
 	running  sync.WaitGroup
 }
 
-// NewHub returns a hub serving sessions with cfg over the given Kafka clients.
-func NewHub(cfg Config, kafka Kafka, logger *zap.Logger) *Hub {
+// NewHub returns a hub serving sessions with cfg over the given cluster's clients and broadcast streams.
+func NewHub(cfg Config, cluster *Cluster, logger *zap.Logger) *Hub {
+	return newHub(cfg, cluster, cluster.Broadcaster, logger)
+}
+
+func newHub(cfg Config, kafka Kafka, broadcaster *Broadcaster, logger *zap.Logger) *Hub {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Hub{cfg: cfg, kafka: kafka, logger: logger, ctx: ctx, cancel: cancel, sessions: make(map[*Session]struct{})}
+	return &Hub{
+		cfg: cfg, kafka: kafka, broadcaster: broadcaster, logger: logger,
+		ctx: ctx, cancel: cancel, sessions: make(map[*Session]struct{}),
+	}
 }
 
 // Serve runs a session on an upgraded connection and returns when it has ended; the connection is closed then.
@@ -97,7 +105,7 @@ func (h *Hub) health() protocol.Health {
 	h.mu.Unlock()
 	consumers := make([]protocol.Consumer, 0, len(sessions))
 	for _, s := range sessions {
-		consumers = append(consumers, protocol.Consumer{WS: s.num, Topics: s.topics()})
+		consumers = append(consumers, protocol.Consumer{WS: s.num, Topics: s.subscribedTopics()})
 	}
 	slices.SortFunc(consumers, func(a, b protocol.Consumer) int { return cmp.Compare(a.WS, b.WS) })
 	return protocol.Health{Consumers: consumers}

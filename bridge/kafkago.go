@@ -436,23 +436,17 @@ func (k *KafkaGo) JoinGroup(groupID string, topics []string) GroupMember {
 
 // ReadPartition implements Consumers.
 func (k *KafkaGo) ReadPartition(topic string, partition int, offset int64) PartitionReader {
-	r := kafka.NewReader(kafka.ReaderConfig{
-		Brokers:   k.cfg.Brokers,
-		Topic:     topic,
-		Partition: partition,
-		Dialer:    k.dialer,
-		MinBytes:  k.cfg.FetchMinBytes,
-		MaxBytes:  k.cfg.FetchMaxBytes,
-		MaxWait:   k.cfg.FetchMaxWait,
-		// Report a vanished offset instead of retrying forever, so the subscription can apply out_of_range.
-		OffsetOutOfRangeError: true,
-		ErrorLogger:           kafka.LoggerFunc(k.logError("reader " + topic)),
-	})
-	if err := r.SetOffset(offset); err != nil {
-		r.Close()
-		return failedReader{err}
+	t := &kafka.Transport{ClientID: k.cfg.ClientID, DialTimeout: k.cfg.ConnectTimeout}
+	return &fetcher{
+		client:    &kafka.Client{Addr: kafka.TCP(k.cfg.Brokers...), Transport: t, Timeout: k.cfg.RequestTimeout},
+		transport: t,
+		topic:     topic,
+		partition: partition,
+		offset:    offset,
+		minBytes:  int64(k.cfg.FetchMinBytes),
+		maxBytes:  int64(k.cfg.FetchMaxBytes),
+		maxWait:   k.cfg.FetchMaxWait,
 	}
-	return kafkaGoReader{r}
 }
 
 // newBalancer maps a partitioner name to a kafka-go Balancer. Keyed partitioners spread records without a key
@@ -528,31 +522,11 @@ func (g kafkaGoGeneration) Commit(offsets map[string]map[int]int64) error {
 	return g.gen.CommitOffsets(offsets)
 }
 
-type kafkaGoReader struct{ r *kafka.Reader }
-
-func (r kafkaGoReader) Fetch(ctx context.Context) (Record, error) {
-	m, err := r.r.FetchMessage(ctx)
-	if errors.Is(err, kafka.OffsetOutOfRange) {
-		return Record{}, fmt.Errorf("%w: %w", ErrOffsetOutOfRange, err)
-	}
-	if err != nil {
-		return Record{}, err
-	}
-	return Record{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Key: m.Key, Value: m.Value, Time: m.Time}, nil
-}
-
-func (r kafkaGoReader) Close() error { return r.r.Close() }
-
-// failedGroup and failedReader report a construction error on first use, where the caller handles errors anyway.
+// failedGroup reports a construction error on first use, where the caller handles errors anyway.
 type failedGroup struct{ err error }
 
 func (g failedGroup) Next(context.Context) (Generation, error) { return nil, g.err }
 func (g failedGroup) Close() error                             { return nil }
-
-type failedReader struct{ err error }
-
-func (r failedReader) Fetch(context.Context) (Record, error) { return Record{}, r.err }
-func (r failedReader) Close() error                          { return nil }
 
 // Interface guards
 var (

@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 )
@@ -10,10 +11,11 @@ import (
 // is refused early when it would not fit in max_message_bytes with it.
 const recordOverhead = 64
 
-// pending is one publish waiting in a Publisher's buffer, with what its failure reply needs.
+// pending is one publish waiting in a Publisher's buffer, with what its reply needs.
 type pending struct {
-	record Record
-	req    requestRef
+	record  Record
+	req     requestRef
+	receipt bool
 }
 
 // Publisher buffers one session's publishes and writes them to Kafka in batches: when mq_limit are waiting, when
@@ -25,8 +27,9 @@ type Publisher struct {
 	producer Producer
 	cfg      ProducerConfig
 	timeout  time.Duration
-	// failed is called with the publishes Kafka did not take, from the flushing goroutine.
-	failed func(req requestRef, topic string, err error)
+	// done is called from the flushing goroutine for each publish Kafka did not take, and for each written one
+	// that asked for a receipt.
+	done func(req requestRef, rec *Record, receipt bool, err error)
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -40,15 +43,19 @@ type Publisher struct {
 	room     chan struct{} // closed when a flush empties the buffer; made by an Add that found it full
 }
 
-func newPublisher(producer Producer, cfg ProducerConfig, timeout time.Duration, failed func(requestRef, string, error)) *Publisher {
+func newPublisher(producer Producer, cfg ProducerConfig, timeout time.Duration, done func(requestRef, *Record, bool, error)) *Publisher {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Publisher{producer: producer, cfg: cfg, timeout: timeout, failed: failed, ctx: ctx, cancel: cancel}
+	return &Publisher{producer: producer, cfg: cfg, timeout: timeout, done: done, ctx: ctx, cancel: cancel}
 }
 
 // Add buffers one publish. It blocks while the buffer is full, until a flush takes it or ctx ends.
-func (p *Publisher) Add(ctx context.Context, rec Record, req requestRef) error {
-	if len(rec.Key)+len(rec.Value)+recordOverhead > p.cfg.MaxMessageBytes {
-		return ErrMessageTooLarge
+func (p *Publisher) Add(ctx context.Context, rec Record, req requestRef, receipt bool) error {
+	size := len(rec.Key) + len(rec.Value) + recordOverhead
+	for _, h := range rec.Headers {
+		size += len(h.Key) + len(h.Value)
+	}
+	if size > p.cfg.MaxMessageBytes {
+		return fmt.Errorf("%w: %d bytes, more than max_message_bytes %d", ErrMessageTooLarge, size-recordOverhead, p.cfg.MaxMessageBytes)
 	}
 	p.mu.Lock()
 	for len(p.buf) >= p.cfg.MQLimit {
@@ -65,7 +72,7 @@ func (p *Publisher) Add(ctx context.Context, rec Record, req requestRef) error {
 		p.mu.Lock()
 	}
 	defer p.mu.Unlock()
-	p.buf = append(p.buf, pending{record: rec, req: req})
+	p.buf = append(p.buf, pending{record: rec, req: req, receipt: receipt})
 	switch {
 	case p.cfg.MQInterval == 0 || len(p.buf) >= p.cfg.MQLimit:
 		p.due = true
@@ -129,8 +136,8 @@ func (p *Publisher) write(batch []pending) {
 	results := p.producer.Produce(ctx, records)
 	cancel()
 	for i, err := range results {
-		if err != nil {
-			p.failed(batch[i].req, batch[i].record.Topic, err)
+		if err != nil || batch[i].receipt {
+			p.done(batch[i].req, &records[i], batch[i].receipt, err)
 		}
 	}
 }

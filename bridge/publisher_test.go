@@ -60,9 +60,9 @@ func newTestPublisher(p Producer, limit int, interval time.Duration) (*Publisher
 	var mu sync.Mutex
 	var failures []failure
 	pub := newPublisher(p, ProducerConfig{MQLimit: limit, MQInterval: interval, MaxMessageBytes: 1 << 20}, time.Minute,
-		func(ref requestRef, topic string, err error) {
+		func(ref requestRef, rec *Record, _ bool, err error) {
 			mu.Lock()
-			failures = append(failures, failure{string(ref.id), topic, err})
+			failures = append(failures, failure{string(ref.id), rec.Topic, err})
 			mu.Unlock()
 		})
 	return pub, func() []failure {
@@ -76,7 +76,7 @@ func add(t *testing.T, pub *Publisher, values ...string) {
 	t.Helper()
 	for _, v := range values {
 		ref := requestRef{id: json.RawMessage(`"` + v + `"`)}
-		if err := pub.Add(t.Context(), Record{Topic: "t", Value: []byte(v)}, ref); err != nil {
+		if err := pub.Add(t.Context(), Record{Topic: "t", Partition: -1, Value: []byte(v)}, ref, false); err != nil {
 			t.Fatalf("Add(%s): %v", v, err)
 		}
 	}
@@ -230,13 +230,13 @@ func TestPublisherReportsFailuresPerRecord(t *testing.T) {
 func TestPublisherRefusesOversizedRecords(t *testing.T) {
 	prod := &recordingProducer{}
 	pub := newPublisher(prod, ProducerConfig{MQLimit: 10, MQInterval: 0, MaxMessageBytes: 1000}, time.Minute,
-		func(requestRef, string, error) {})
+		func(requestRef, *Record, bool, error) {})
 	defer pub.Close(time.Second)
-	err := pub.Add(t.Context(), Record{Topic: "t", Value: make([]byte, 1000)}, requestRef{})
+	err := pub.Add(t.Context(), Record{Topic: "t", Value: make([]byte, 1000)}, requestRef{}, false)
 	if !errors.Is(err, ErrMessageTooLarge) {
 		t.Fatalf("got %v, want ErrMessageTooLarge", err)
 	}
-	if err := pub.Add(t.Context(), Record{Topic: "t", Value: make([]byte, 900)}, requestRef{}); err != nil {
+	if err := pub.Add(t.Context(), Record{Topic: "t", Value: make([]byte, 900)}, requestRef{}, false); err != nil {
 		t.Fatalf("got %v for a record that fits, want nil", err)
 	}
 }

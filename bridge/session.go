@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,10 +30,12 @@ func (r requestRef) request() *protocol.Request {
 	return &protocol.Request{ID: r.id, Type: r.typ, Action: r.action}
 }
 
-// outFrame is one text frame for the writer; written, when set, runs once the frame is on the socket.
+// outFrame is one text frame for the writer: data, or a prepared message encoded once for many sockets.
+// written, when set, runs on the writer goroutine once the frame is on the socket; it must not block.
 type outFrame struct {
-	data    []byte
-	written func()
+	data     []byte
+	prepared *websocket.PreparedMessage
+	written  func()
 }
 
 // outQueueFrames bounds the frames waiting for a socket's writer. A full queue blocks whoever sends: the reader
@@ -53,7 +53,6 @@ type Session struct {
 	ctx    context.Context // ends when the session starts closing
 	cancel context.CancelFunc
 
-	frameIDs  atomic.Uint64
 	out       chan outFrame
 	writerEnd chan struct{} // closed by stopWriter: drain, send the close frame, return
 	writerOut chan struct{} // closed when the writer has returned
@@ -63,7 +62,15 @@ type Session struct {
 	publisher *Publisher
 
 	subMu sync.Mutex
-	sub   *Subscription
+	sub   subscription // nil when not subscribed
+}
+
+// subscription is what a session holds while subscribed: a consumer-group member or broadcast memberships.
+type subscription interface {
+	// topics lists the subscribed topics, in the order the client gave them.
+	topics() []string
+	// stop ends the subscription, waiting at most timeout for it to let go of Kafka.
+	stop(timeout time.Duration)
 }
 
 func newSession(h *Hub, conn *websocket.Conn, num uint64) *Session {
@@ -78,7 +85,7 @@ func newSession(h *Hub, conn *websocket.Conn, num uint64) *Session {
 	}
 	s.ctx, s.cancel = context.WithCancel(h.ctx)
 	s.closeCode.Store(websocket.CloseNormalClosure)
-	s.publisher = newPublisher(h.kafka, h.cfg.Producer, h.cfg.RequestTimeout, s.publishFailed)
+	s.publisher = newPublisher(h.kafka, h.cfg.Producer, h.cfg.RequestTimeout, s.published)
 	return s
 }
 
@@ -121,153 +128,14 @@ func (s *Session) readLoop() (requests uint64) {
 	}
 }
 
-func (s *Session) handle(frame []byte) {
-	req, perr := protocol.Decode(frame)
-	if perr != nil {
-		s.replyError(&req, perr)
-		return
-	}
-	switch req.Op {
-	case protocol.OpPublish:
-		s.publish(&req)
-	case protocol.OpCreateTopics:
-		s.createTopics(&req)
-	case protocol.OpListTopics:
-		s.listTopics(&req)
-	case protocol.OpSubscribe:
-		s.subscribe(&req)
-	case protocol.OpUnsubscribe:
-		s.stopSubscription()
-		s.reply(&req, nil)
-	case protocol.OpHealth:
-		s.reply(&req, s.hub.health())
-	}
-}
+// frameIDs numbers every frame the server sends, process-wide: a broadcast frame, encoded once for many sockets,
+// then carries ids unique within each of them.
+var frameIDs atomic.Uint64
 
-func (s *Session) publish(req *protocol.Request) {
-	rec := Record{Topic: req.Publish.Topic, Partition: -1, Value: req.Publish.Value}
-	if err := s.publisher.Add(s.ctx, rec, refOf(req)); err != nil {
-		if errors.Is(err, context.Canceled) {
-			err = ErrShuttingDown
-		}
-		s.replyError(req, replyError("publishing to "+rec.Topic, err))
-	}
-}
+// reserveFrameIDs returns the first of n consecutive frame ids.
+func reserveFrameIDs(n int) uint64 { return frameIDs.Add(uint64(n)) - uint64(n) + 1 }
 
-func (s *Session) publishFailed(ref requestRef, topic string, err error) {
-	s.logger.Debug("publish failed", zap.String("topic", topic), zap.Error(err))
-	s.replyError(ref.request(), replyError("publishing to "+topic, err))
-}
-
-func (s *Session) createTopics(req *protocol.Request) {
-	ctx, cancel := context.WithTimeout(s.ctx, s.hub.cfg.RequestTimeout)
-	defer cancel()
-	specs := make([]TopicSpec, len(req.Topics))
-	for i, name := range req.Topics {
-		specs[i] = TopicSpec{Name: name}
-	}
-	failed, err := s.hub.kafka.CreateTopics(ctx, specs)
-	if err != nil {
-		s.replyError(req, replyError("creating topics", err))
-		return
-	}
-	if len(failed) > 0 {
-		names := make([]string, 0, len(failed))
-		var first error
-		for _, name := range req.Topics {
-			if err, ok := failed[name]; ok {
-				names = append(names, name)
-				if first == nil {
-					first = err
-				}
-			}
-		}
-		s.replyError(req, replyError("creating topics "+strings.Join(names, ", "), first))
-		return
-	}
-	s.reply(req, req.Topics)
-}
-
-func (s *Session) listTopics(req *protocol.Request) {
-	ctx, cancel := context.WithTimeout(s.ctx, s.hub.cfg.RequestTimeout)
-	defer cancel()
-	topics, err := s.hub.kafka.Topics(ctx, nil)
-	if err != nil {
-		s.replyError(req, replyError("listing topics", err))
-		return
-	}
-	names := make([]string, 0, len(topics))
-	for name := range topics {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	list := make([]protocol.TopicPartition, 0, len(names))
-	for _, name := range names {
-		for _, p := range topics[name] {
-			list = append(list, protocol.TopicPartition{Topic: name, Partition: p.ID})
-		}
-	}
-	s.reply(req, list)
-}
-
-// subscribe replaces the session's subscription. Topics are checked first: with kafka-go, one missing topic
-// empties the member's whole assignment (segmentio/kafka-go#1314). The reply is sent by the subscription once it
-// has joined the group and fixed its start offsets.
-func (s *Session) subscribe(req *protocol.Request) {
-	s.stopSubscription()
-	ctx, cancel := context.WithTimeout(s.ctx, s.hub.cfg.RequestTimeout)
-	defer cancel()
-	existing, err := s.hub.kafka.Topics(ctx, req.Topics)
-	if err != nil {
-		s.replyError(req, replyError("subscribing", err))
-		return
-	}
-	var missing []string
-	for _, t := range req.Topics {
-		if _, ok := existing[t]; !ok {
-			missing = append(missing, t)
-		}
-	}
-	if len(missing) > 0 {
-		s.replyError(req, &protocol.Error{
-			Code:    protocol.CodeUnknownTopic,
-			Message: "cannot subscribe: no such topic: " + strings.Join(missing, ", "),
-		})
-		return
-	}
-	group := req.Group
-	if group == "" {
-		group = s.hub.cfg.Consumer.GroupID
-	}
-	sub := newSubscription(s, group, req.Topics, refOf(req))
-	s.subMu.Lock()
-	s.sub = sub
-	s.subMu.Unlock()
-	sub.start()
-}
-
-// stopSubscription ends the current subscription, if any, and waits (bounded) until it has left its group.
-func (s *Session) stopSubscription() {
-	s.subMu.Lock()
-	sub := s.sub
-	s.sub = nil
-	s.subMu.Unlock()
-	if sub != nil {
-		sub.stop(s.hub.cfg.CloseTimeout)
-	}
-}
-
-// topics lists what the session is subscribed to, for health.
-func (s *Session) topics() []string {
-	s.subMu.Lock()
-	defer s.subMu.Unlock()
-	if s.sub == nil {
-		return []string{}
-	}
-	return slices.Clone(s.sub.topics)
-}
-
-func (s *Session) nextFrameID() uint64 { return s.frameIDs.Add(1) }
+func (s *Session) nextFrameID() uint64 { return reserveFrameIDs(1) }
 
 func (s *Session) reply(req *protocol.Request, payload any) {
 	s.send(outFrame{data: protocol.Reply(s.nextFrameID(), req, payload)})
@@ -284,6 +152,16 @@ func (s *Session) send(f outFrame) bool {
 	case s.out <- f:
 		return true
 	case <-s.writerOut:
+		return false
+	}
+}
+
+// offer queues a frame only if the queue has room; a broadcast never waits for one socket.
+func (s *Session) offer(f outFrame) bool {
+	select {
+	case s.out <- f:
+		return true
+	default:
 		return false
 	}
 }
@@ -310,7 +188,13 @@ func (s *Session) writeLoop() {
 			return
 		}
 		s.conn.SetWriteDeadline(time.Now().Add(s.hub.cfg.WriteTimeout))
-		if err := s.conn.WriteMessage(websocket.TextMessage, f.data); err != nil {
+		var err error
+		if f.prepared != nil {
+			err = s.conn.WritePreparedMessage(f.prepared)
+		} else {
+			err = s.conn.WriteMessage(websocket.TextMessage, f.data)
+		}
+		if err != nil {
 			broken = true
 			s.peerGone.Store(true)
 			s.logger.Debug("socket write failed", zap.Error(err))
@@ -349,11 +233,16 @@ func (s *Session) stopWriter() {
 	<-s.writerOut
 }
 
+// closeTooSlow closes a socket that cannot keep up with its broadcast subscription: 1013, try again later (IANA
+// WebSocket close code registry).
+const closeTooSlow = websocket.CloseTryAgainLater
+
 // closeReasons are the close frames' reason texts.
 var closeReasons = map[int]string{
 	websocket.CloseNormalClosure:  "",
 	websocket.CloseGoingAway:      "server shutting down",
 	websocket.CloseServiceRestart: "server configuration reloaded, reconnect",
+	closeTooSlow:                  "too slow for a broadcast subscription, reconnect",
 }
 
 // shutdown asks the session to end with the given close code; run does the rest.

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -16,34 +18,53 @@ import (
 // queue fills and the partition readers stop fetching.
 const fetchQueueRecords = 1024
 
+// subscribeOptions are a subscription's settings: the route's, with what the subscribe request chose.
+type subscribeOptions struct {
+	topics       []string
+	group        string
+	broadcast    bool
+	meta         bool
+	clientCommit bool
+	startOffset  int64     // FirstOffset or LastOffset, for partitions the group has no offset for
+	startTime    time.Time // when set, such partitions start at the first record at or after it instead
+	seek         map[string]map[int32]int64
+	limit        int
+	interval     time.Duration
+}
+
 // Subscription is one consumer-group member feeding one session. Each generation (one assignment of partitions,
 // until the next rebalance) runs a reader per assigned partition and one deliverer, which batches records into
-// notification frames, hands them to the session's writer, and commits the offsets of the frames written.
+// notification frames, hands them to the session's writer, and commits the offsets of the frames written (or,
+// with client commits, of the notifications the client acknowledged).
 type Subscription struct {
 	session *Session
-	group   string
-	topics  []string
+	opts    subscribeOptions
 	req     requestRef
+	payload []string // the success reply's p
 	logger  *zap.Logger
 
 	ctx    context.Context
 	cancel context.CancelFunc
 	done   chan struct{}
+
+	current atomic.Pointer[deliverer] // the running generation's deliverer, for acks
 }
 
-func newSubscription(s *Session, group string, topics []string, req requestRef) *Subscription {
+func newSubscription(s *Session, opts subscribeOptions, req requestRef, payload []string) *Subscription {
 	ctx, cancel := context.WithCancel(s.ctx)
 	return &Subscription{
 		session: s,
-		group:   group,
-		topics:  topics,
+		opts:    opts,
 		req:     req,
-		logger:  s.logger.With(zap.String("group", group), zap.Strings("topics", topics)),
+		payload: payload,
+		logger:  s.logger.With(zap.String("group", opts.group), zap.Strings("topics", opts.topics)),
 		ctx:     ctx,
 		cancel:  cancel,
 		done:    make(chan struct{}),
 	}
 }
+
+func (sub *Subscription) topics() []string { return sub.opts.topics }
 
 func (sub *Subscription) start() { go sub.run() }
 
@@ -61,7 +82,7 @@ func (sub *Subscription) stop(timeout time.Duration) {
 func (sub *Subscription) run() {
 	defer close(sub.done)
 	hub := sub.session.hub
-	member := hub.kafka.JoinGroup(sub.group, sub.topics)
+	member := hub.kafka.JoinGroup(sub.opts.group, sub.opts.topics)
 	defer func() {
 		if err := member.Close(); err != nil {
 			sub.logger.Debug("leaving consumer group", zap.Error(err))
@@ -92,14 +113,14 @@ func (sub *Subscription) run() {
 				if lastErr == nil {
 					lastErr = err
 				}
-				sub.session.replyError(sub.req.request(), replyError("joining consumer group "+sub.group, lastErr))
+				sub.session.replyError(sub.req.request(), replyError("joining consumer group "+sub.opts.group, lastErr))
 				return
 			}
 			lastErr = err
 			sub.logger.Warn("consumer group error", zap.Error(err))
 			continue
 		}
-		offsets, err := sub.startOffsets(ctx, gen)
+		offsets, err := sub.startOffsets(ctx, gen, !replied)
 		if err != nil {
 			// Leaving the generation makes kafka-go rejoin; the next generation tries again.
 			sub.logger.Warn("resolving start offsets", zap.Error(err))
@@ -112,7 +133,7 @@ func (sub *Subscription) run() {
 			replied = true
 			joined()
 			sub.logger.Info("consumer ready")
-			sub.session.reply(sub.req.request(), sub.topics)
+			sub.session.reply(sub.req.request(), sub.payload)
 		}
 		sub.runGeneration(gen, offsets)
 	}
@@ -131,11 +152,12 @@ func (sub *Subscription) replyStopped() {
 }
 
 // startOffsets turns the generation's committed offsets into absolute offsets: a partition the group has no offset
-// for starts at the consumer's from_offset, one whose offset no longer exists at out_of_range. kafka-go would
-// resolve "latest" lazily, when its reader first fetches (segmentio/kafka-go#1319), so a record written right
-// after the subscribe reply could be skipped. Offsets resolved here are committed at once, so that a rebalance
-// before the first delivery does not resolve "latest" again and skip what arrived in between.
-func (sub *Subscription) startOffsets(ctx context.Context, gen Generation) (map[string]map[int]int64, error) {
+// for starts at the subscription's from (the consumer's from_offset by default), one whose offset no longer
+// exists at out_of_range, and in the first generation a partition named in seek at the offset given. kafka-go
+// would resolve "latest" lazily, when its reader first fetches (segmentio/kafka-go#1319), so a record written
+// right after the subscribe reply could be skipped. Offsets resolved here are committed at once, so that a
+// rebalance before the first delivery does not resolve "latest" again and skip what arrived in between.
+func (sub *Subscription) startOffsets(ctx context.Context, gen Generation, first bool) (map[string]map[int]int64, error) {
 	hub := sub.session.hub
 	ctx, cancel := context.WithTimeout(ctx, hub.cfg.RequestTimeout)
 	defer cancel()
@@ -153,13 +175,24 @@ func (sub *Subscription) startOffsets(ctx context.Context, gen Generation) (map[
 		if err != nil {
 			return nil, err
 		}
+		var atTime map[int]int64
+		if !sub.opts.startTime.IsZero() {
+			if atTime, err = hub.kafka.OffsetsAt(ctx, topic, ids, sub.opts.startTime); err != nil {
+				return nil, err
+			}
+		}
 		resolved[topic] = make(map[int]int64, len(parts))
 		for p, committed := range parts {
 			mark := marks[p]
 			offset := committed
+			seek, sought := sub.opts.seek[topic][int32(p)]
 			switch {
+			case first && sought:
+				offset = min(max(seek, mark.Low), mark.High)
+			case committed < 0 && atTime != nil:
+				offset = atTime[p]
 			case committed < 0:
-				offset = pick(hub.cfg.Consumer.StartOffset, mark)
+				offset = pick(sub.opts.startOffset, mark)
 			case committed < mark.Low || committed > mark.High:
 				offset = pick(hub.cfg.Consumer.OutOfRangeOffset, mark)
 			}
@@ -194,6 +227,7 @@ func (sub *Subscription) runGeneration(gen Generation, offsets map[string]map[in
 		}
 	}
 	d := &deliverer{sub: sub, gen: gen, records: records, written: make(chan struct{}, 1)}
+	sub.current.Store(d)
 	gen.Start(d.run)
 }
 
@@ -204,7 +238,7 @@ func (sub *Subscription) readPartition(ctx context.Context, topic string, partit
 	hub := sub.session.hub
 	for ctx.Err() == nil {
 		reader := hub.kafka.ReadPartition(topic, partition, offset)
-		err := sub.feed(ctx, reader, records, &offset)
+		err := feed(ctx, reader, records, &offset)
 		reader.Close()
 		if ctx.Err() != nil {
 			return
@@ -225,7 +259,8 @@ func (sub *Subscription) readPartition(ctx context.Context, topic string, partit
 	}
 }
 
-func (sub *Subscription) feed(ctx context.Context, reader PartitionReader, records chan<- Record, offset *int64) error {
+// feed passes what reader fetches to records until ctx ends or the reader fails, keeping offset at the next one.
+func feed(ctx context.Context, reader PartitionReader, records chan<- Record, offset *int64) error {
 	for {
 		rec, err := reader.Fetch(ctx)
 		if err != nil {
@@ -240,7 +275,8 @@ func (sub *Subscription) feed(ctx context.Context, reader PartitionReader, recor
 	}
 }
 
-// deliverer batches one generation's records into notification frames and commits what the socket took.
+// deliverer batches one generation's records into notification frames and commits what the socket took (or,
+// with client commits, what the client acknowledged).
 type deliverer struct {
 	sub     *Subscription
 	gen     Generation
@@ -249,12 +285,22 @@ type deliverer struct {
 	batch []Record
 
 	mu        sync.Mutex
-	delivered map[string]map[int]int64 // next offset to commit, of records written to the socket
-	written   chan struct{}            // signalled (never blocking) when delivered grows
+	committed map[string]map[int]int64 // next offsets to commit: written, or acknowledged
+	unacked   []delivered              // client commits: written, not yet acknowledged, in delivery order
+	written   chan struct{}            // signalled (never blocking) when committed grows or unacked shrinks
+}
+
+// delivered is one notification written to the socket and awaiting the client's acknowledgement.
+type delivered struct {
+	id        uint64
+	topic     string
+	partition int
+	offset    int64
 }
 
 func (d *deliverer) run(ctx context.Context) {
-	cfg := d.sub.session.hub.cfg.Consumer
+	opts := d.sub.opts
+	commitInterval := d.sub.session.hub.cfg.Consumer.CommitInterval
 	var flushTimer, commitTimer *time.Timer
 	var flushC, commitC <-chan time.Time
 	defer func() {
@@ -268,22 +314,27 @@ func (d *deliverer) run(ctx context.Context) {
 		d.commit()
 	}()
 	for {
+		// A client-commit subscription with too much unacknowledged stops taking records until acks arrive.
+		records := d.records
+		if opts.clientCommit && d.unackedCount() >= d.sub.session.hub.cfg.Consumer.MaxUnacked {
+			records = nil
+		}
 		select {
-		case rec := <-d.records:
+		case rec := <-records:
 			d.batch = append(d.batch, rec)
-			if cfg.MQInterval == 0 {
-				d.drainReady(cfg.MQLimit)
+			if opts.interval == 0 {
+				d.batch = drainReady(d.records, d.batch, opts.limit)
 			}
 			switch {
-			case cfg.MQInterval == 0 || len(d.batch) >= cfg.MQLimit:
+			case opts.interval == 0 || len(d.batch) >= opts.limit:
 				if !d.deliver(ctx) {
 					return
 				}
 			case len(d.batch) == 1:
 				if flushTimer == nil {
-					flushTimer = time.NewTimer(cfg.MQInterval)
+					flushTimer = time.NewTimer(opts.interval)
 				} else {
-					flushTimer.Reset(cfg.MQInterval)
+					flushTimer.Reset(opts.interval)
 				}
 				flushC = flushTimer.C
 			}
@@ -293,13 +344,13 @@ func (d *deliverer) run(ctx context.Context) {
 				return
 			}
 		case <-d.written:
-			if cfg.CommitInterval == 0 {
+			if commitInterval == 0 {
 				d.commit()
 			} else if commitC == nil {
 				if commitTimer == nil {
-					commitTimer = time.NewTimer(cfg.CommitInterval)
+					commitTimer = time.NewTimer(commitInterval)
 				} else {
-					commitTimer.Reset(cfg.CommitInterval)
+					commitTimer.Reset(commitInterval)
 				}
 				commitC = commitTimer.C
 			}
@@ -312,17 +363,18 @@ func (d *deliverer) run(ctx context.Context) {
 	}
 }
 
-// drainReady adds to the batch the records already waiting, without waiting for more: with mq_interval 0 each
-// record goes out at once, and those that arrived together share a frame.
-func (d *deliverer) drainReady(limit int) {
-	for len(d.batch) < limit {
+// drainReady adds to batch the records already waiting, without waiting for more: with mq_interval 0 each record
+// goes out at once, and those that arrived together share a frame.
+func drainReady(records <-chan Record, batch []Record, limit int) []Record {
+	for len(batch) < limit {
 		select {
-		case rec := <-d.records:
-			d.batch = append(d.batch, rec)
+		case rec := <-records:
+			batch = append(batch, rec)
 		default:
-			return
+			return batch
 		}
 	}
+	return batch
 }
 
 // deliver hands the batch to the session's writer as one frame; it reports false when the generation or the
@@ -331,11 +383,19 @@ func (d *deliverer) deliver(ctx context.Context) bool {
 	if len(d.batch) == 0 {
 		return true
 	}
-	s := d.sub.session
+	first := reserveFrameIDs(len(d.batch))
 	notes := make([]protocol.Notification, len(d.batch))
+	var sent []delivered
+	if d.sub.opts.clientCommit {
+		sent = make([]delivered, len(d.batch))
+	}
 	next := make(map[string]map[int]int64, 1)
-	for i, rec := range d.batch {
-		notes[i] = protocol.Notification{ID: s.nextFrameID(), Value: rec.Value}
+	for i := range d.batch {
+		rec := &d.batch[i]
+		notes[i] = notification(first+uint64(i), rec, d.sub.opts.meta)
+		if sent != nil {
+			sent[i] = delivered{id: first + uint64(i), topic: rec.Topic, partition: rec.Partition, offset: rec.Offset}
+		}
 		if next[rec.Topic] == nil {
 			next[rec.Topic] = make(map[int]int64)
 		}
@@ -343,34 +403,91 @@ func (d *deliverer) deliver(ctx context.Context) bool {
 	}
 	frame := protocol.AppendNotifications(nil, notes)
 	d.batch = d.batch[:0]
-	return s.sendCtx(ctx, outFrame{data: frame, written: func() { d.markWritten(next) }})
+	written := func() { d.markWritten(next) }
+	if sent != nil {
+		written = func() { d.markUnacked(sent) }
+	}
+	return d.sub.session.sendCtx(ctx, outFrame{data: frame, written: written})
 }
 
 // markWritten runs on the writer goroutine once a frame is on the socket; it must not block.
 func (d *deliverer) markWritten(next map[string]map[int]int64) {
 	d.mu.Lock()
-	if d.delivered == nil {
-		d.delivered = make(map[string]map[int]int64, len(next))
+	d.mergeLocked(next)
+	d.mu.Unlock()
+	d.signal()
+}
+
+// markUnacked runs on the writer goroutine: with client commits, a written frame awaits acknowledgement.
+func (d *deliverer) markUnacked(sent []delivered) {
+	d.mu.Lock()
+	d.unacked = append(d.unacked, sent...)
+	d.mu.Unlock()
+}
+
+func (d *deliverer) mergeLocked(next map[string]map[int]int64) {
+	if d.committed == nil {
+		d.committed = make(map[string]map[int]int64, len(next))
 	}
 	for topic, parts := range next {
-		if d.delivered[topic] == nil {
-			d.delivered[topic] = make(map[int]int64, len(parts))
+		if d.committed[topic] == nil {
+			d.committed[topic] = make(map[int]int64, len(parts))
 		}
 		for p, off := range parts {
-			d.delivered[topic][p] = off
+			d.committed[topic][p] = max(d.committed[topic][p], off)
 		}
 	}
-	d.mu.Unlock()
+}
+
+func (d *deliverer) signal() {
 	select {
 	case d.written <- struct{}{}:
 	default:
 	}
 }
 
+func (d *deliverer) unackedCount() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.unacked)
+}
+
+// ack acknowledges delivered notifications: every one up to and including the notification id, or every one of
+// a partition up to and including an offset. Offsets in a partition are delivered in order, so what remains
+// unacknowledged of a partition always starts after what was acknowledged, and committing the next offset after
+// the last acknowledged one never skips a notification.
+func (d *deliverer) ack(target protocol.AckTarget) {
+	d.mu.Lock()
+	next := make(map[string]map[int]int64)
+	acked := func(n delivered) bool {
+		var hit bool
+		if target.ByID {
+			hit = n.id <= target.ID
+		} else {
+			hit = n.topic == target.Topic && n.partition == int(target.Partition) && n.offset <= target.Offset
+		}
+		if hit {
+			if next[n.topic] == nil {
+				next[n.topic] = make(map[int]int64)
+			}
+			next[n.topic][n.partition] = max(next[n.topic][n.partition], n.offset+1)
+		}
+		return hit
+	}
+	before := len(d.unacked)
+	d.unacked = slices.DeleteFunc(d.unacked, acked)
+	count := before - len(d.unacked)
+	d.mergeLocked(next)
+	d.mu.Unlock()
+	if count > 0 {
+		d.signal()
+	}
+}
+
 func (d *deliverer) commit() {
 	d.mu.Lock()
-	offsets := d.delivered
-	d.delivered = nil
+	offsets := d.committed
+	d.committed = nil
 	d.mu.Unlock()
 	if len(offsets) == 0 {
 		return
@@ -378,5 +495,14 @@ func (d *deliverer) commit() {
 	if err := d.gen.Commit(offsets); err != nil {
 		// Not fatal: the records stay uncommitted and the partitions' next owner delivers them again.
 		d.sub.logger.Warn("committing offsets", zap.Error(err))
+	}
+}
+
+// ack passes a client's acknowledgement to the running generation. Notifications of an earlier generation can no
+// longer be committed by this member (their partitions' owner delivers them again), so acknowledging them does
+// nothing.
+func (sub *Subscription) ack(target protocol.AckTarget) {
+	if d := sub.current.Load(); d != nil {
+		d.ack(target)
 	}
 }

@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"math/bits"
@@ -44,6 +45,54 @@ func (c Consumer) MarshalJSON() ([]byte, error) {
 	return json.Marshal(plain(c))
 }
 
+// Receipt is the payload of the reply to a publish that asked for one with "ack": true: where Kafka stored it.
+type Receipt struct {
+	Topic     string `json:"t"`
+	Partition int32  `json:"part"`
+	Offset    int64  `json:"offset"`
+	Time      int64  `json:"ts"` // the record's timestamp, ms since the epoch
+}
+
+// TopicResult is the outcome for one topic of a create (or delete) that lists per-topic results: S is 0 or 1 as
+// the reply's s, and Error says why when S is 1.
+type TopicResult struct {
+	Name  string        `json:"name"`
+	S     int           `json:"s"`
+	Error *ErrorPayload `json:"error,omitempty"`
+}
+
+// ErrorPayload is a failure's p, {"code", "message"}, as a value to nest inside other payloads.
+type ErrorPayload struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// TopicDescription is one topic of a describe reply.
+type TopicDescription struct {
+	Topic      string                 `json:"topic"`
+	Partitions []PartitionDescription `json:"partitions"` // encodes as [] never null
+}
+
+// MarshalJSON encodes Partitions as [] rather than null, so that a client can always iterate it.
+func (d TopicDescription) MarshalJSON() ([]byte, error) {
+	type plain TopicDescription
+	if d.Partitions == nil {
+		d.Partitions = []PartitionDescription{}
+	}
+	return json.Marshal(plain(d))
+}
+
+// PartitionDescription is one partition of a describe reply: its leader broker, its low and high watermarks and,
+// when the request named a consumer group, the group's committed offset and lag (nil: left out).
+type PartitionDescription struct {
+	Partition int32  `json:"partition"`
+	Leader    int32  `json:"leader"`
+	Low       int64  `json:"low"`
+	High      int64  `json:"high"`
+	Committed *int64 `json:"committed,omitempty"`
+	Lag       *int64 `json:"lag,omitempty"`
+}
+
 // Reply encodes a success reply: {"id":id,"refid":<req.ID verbatim>,"t":req.Type,"a":req.Action,"s":0,"p":payload}
 // in exactly that key order. refid is left out when req.ID is nil, a when req.Action is "", p when payload is nil.
 // Payloads are this package's types and slices of strings; one that encoding/json cannot encode is a bug in the
@@ -68,6 +117,14 @@ func Reply(id uint64, req *Request, payload any) []byte {
 // ErrorReply encodes a failure reply: same envelope, "s":1, "p":{"code":…,"message":…}. When req.Type is ""
 // (the frame could not be parsed as an object with a string t) the reply's t is "error".
 func ErrorReply(id uint64, req *Request, err *Error) []byte {
+	return ErrorReplyWith(id, req, err, nil)
+}
+
+// ErrorReplyWith encodes a failure reply whose p carries, after code and message, the members of extra in the
+// order of their keys, each value encoded by encoding/json: {"code":…,"message":…,"topics":[…]}. With no extra
+// it is ErrorReply. A key "code" or "message", or a value encoding/json cannot encode, is a bug in the caller, and
+// ErrorReplyWith panics.
+func ErrorReplyWith(id uint64, req *Request, err *Error, extra map[string]any) []byte {
 	t := req.Type
 	if t == "" {
 		t = "error"
@@ -78,6 +135,24 @@ func ErrorReply(id uint64, req *Request, err *Error) []byte {
 	b = appendString(b, err.Code)
 	b = append(b, `,"message":`...)
 	b = appendString(b, err.Message)
+	keys := make([]string, 0, len(extra))
+	for k := range extra {
+		if k == "code" || k == "message" {
+			panic(fmt.Sprintf("protocol: error reply member %q would repeat the error's own", k))
+		}
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		v, merr := json.Marshal(extra[k])
+		if merr != nil {
+			panic(fmt.Sprintf("protocol: encoding error reply member %q of type %T: %v", k, extra[k], merr))
+		}
+		b = append(b, ',')
+		b = appendString(b, k)
+		b = append(b, ':')
+		b = append(b, v...)
+	}
 	return append(b, "}}"...)
 }
 
@@ -104,31 +179,63 @@ func appendEnvelope(b []byte, id uint64, req *Request, t string, s byte) []byte 
 	return append(b, s)
 }
 
-// Notification is one consumed record to deliver.
+// Notification is one consumed record to deliver. With Meta false only ID and Value are sent, exactly as the
+// original sent them; with Meta (a subscribe's p.meta) the record's topic, partition, offset, key, headers and
+// timestamp follow.
 type Notification struct {
-	ID    uint64
-	Value []byte // nil encodes as "p":null
+	ID        uint64
+	Value     []byte // nil encodes as "p":null
+	Meta      bool
+	Topic     string
+	Partition int32
+	Offset    int64
+	Key       []byte   // nil encodes as "k":null
+	Headers   []Header // nil encodes as "h":{}
+	Time      int64    // ms since the epoch
 }
 
 // notificationSize is the most one notification adds besides its value's bytes, when nothing needs escaping.
 const notificationSize = len(`,{"id":,"t":"notif","p":""}`) + 20
 
+// metaSize is the most the metadata of one notification adds besides its topic, key and headers.
+const metaSize = len(`,"topic":"","part":,"offset":,"k":null,"h":{},"ts":,"enc":"base64"`) + 11 + 20 + 20
+
 // AppendNotifications appends one frame: a JSON array [{"id":N,"t":"notif","p":"<value as a JSON string>"},…].
-// The value is never parsed: it is always a JSON string (or null), as the original sent it.
+// The value is never parsed: it is always a JSON string (or null), as the original sent it. A notification with
+// Meta is
+//
+//	{"id":N,"t":"notif","p":<value>,"topic":"…","part":P,"offset":O,"k":<key or null>,"h":{"key":<value>,…},"ts":T}
+//
+// where the headers keep their order (repeated keys included); when the value, the key or a header value is not
+// UTF-8, which a JSON string cannot carry, all three are standard base64 instead (RFC 4648 §4) and the element
+// ends with "enc":"base64", the same marker a publish uses.
 func AppendNotifications(dst []byte, ns []Notification) []byte {
 	n := 2
-	for _, x := range ns {
+	for i := range ns {
+		x := &ns[i]
 		n += notificationSize + len(x.Value)
+		if x.Meta {
+			// Room for base64, which is the longer form: 4 bytes for every 3.
+			n += metaSize + len(x.Value)/3 + len(x.Topic) + len(x.Key)*4/3 + 4
+			for _, h := range x.Headers {
+				n += len(h.Key) + len(h.Value)*4/3 + 10
+			}
+		}
 	}
 	dst = slices.Grow(dst, n)
 	dst = append(dst, '[')
-	for i, x := range ns {
+	for i := range ns {
+		x := &ns[i]
 		if i > 0 {
 			dst = append(dst, ',')
 		}
 		dst = append(dst, `{"id":`...)
 		dst = strconv.AppendUint(dst, x.ID, 10)
 		dst = append(dst, `,"t":"notif","p":`...)
+		if x.Meta {
+			dst = appendMeta(dst, x)
+			continue
+		}
 		if x.Value == nil {
 			dst = append(dst, "null"...)
 		} else {
@@ -137,6 +244,52 @@ func AppendNotifications(dst []byte, ns []Notification) []byte {
 		dst = append(dst, '}')
 	}
 	return append(dst, ']')
+}
+
+// appendMeta appends a Meta notification from its p on, closing the object.
+func appendMeta(dst []byte, x *Notification) []byte {
+	b64 := !utf8.Valid(x.Value) || !utf8.Valid(x.Key)
+	for i := 0; i < len(x.Headers) && !b64; i++ {
+		b64 = !utf8.Valid(x.Headers[i].Value)
+	}
+	dst = appendBytes(dst, x.Value, b64)
+	dst = append(dst, `,"topic":`...)
+	dst = appendString(dst, x.Topic)
+	dst = append(dst, `,"part":`...)
+	dst = strconv.AppendInt(dst, int64(x.Partition), 10)
+	dst = append(dst, `,"offset":`...)
+	dst = strconv.AppendInt(dst, x.Offset, 10)
+	dst = append(dst, `,"k":`...)
+	dst = appendBytes(dst, x.Key, b64)
+	dst = append(dst, `,"h":{`...)
+	for i, h := range x.Headers {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = appendString(dst, h.Key)
+		dst = append(dst, ':')
+		dst = appendBytes(dst, h.Value, b64)
+	}
+	dst = append(dst, `},"ts":`...)
+	dst = strconv.AppendInt(dst, x.Time, 10)
+	if b64 {
+		dst = append(dst, `,"enc":"base64"`...)
+	}
+	return append(dst, '}')
+}
+
+// appendBytes appends b as a JSON string of its text, or with b64 of its standard base64; nil is null.
+func appendBytes(dst, b []byte, b64 bool) []byte {
+	switch {
+	case b == nil:
+		return append(dst, "null"...)
+	case b64:
+		dst = append(dst, '"')
+		dst = base64.StdEncoding.AppendEncode(dst, b)
+		return append(dst, '"')
+	default:
+		return appendString(dst, b)
+	}
 }
 
 // strSafe marks the ASCII bytes a JSON string may carry as they are.

@@ -224,3 +224,129 @@ func BenchmarkAppendNotifications(b *testing.B) {
 		})
 	}
 }
+
+func TestAppendNotificationsMeta(t *testing.T) {
+	meta := func(n Notification) Notification {
+		n.Meta, n.Topic, n.Partition, n.Offset, n.Time = true, "topic1", 2, 42, 1700000000000
+		return n
+	}
+	tests := []struct {
+		name string
+		ns   []Notification
+		want string
+	}{
+		{"text", []Notification{meta(Notification{ID: 1, Value: []byte(`{"x":1}`), Key: []byte("k1"), Headers: []Header{{"trace", []byte("abc")}, {"trace", []byte("é")}}})},
+			`[{"id":1,"t":"notif","p":"{\"x\":1}","topic":"topic1","part":2,"offset":42,"k":"k1","h":{"trace":"abc","trace":"é"},"ts":1700000000000}]`},
+		{"null value and key, no headers", []Notification{meta(Notification{ID: 2})},
+			`[{"id":2,"t":"notif","p":null,"topic":"topic1","part":2,"offset":42,"k":null,"h":{},"ts":1700000000000}]`},
+		{"empty value and key, null header value", []Notification{meta(Notification{ID: 2, Value: []byte{}, Key: []byte{}, Headers: []Header{{"n", nil}}})},
+			`[{"id":2,"t":"notif","p":"","topic":"topic1","part":2,"offset":42,"k":"","h":{"n":null},"ts":1700000000000}]`},
+		{"binary value is base64 with key and headers", []Notification{meta(Notification{ID: 3, Value: []byte{0, 0xff}, Key: []byte("key"), Headers: []Header{{"x", []byte("1")}}})},
+			`[{"id":3,"t":"notif","p":"AP8=","topic":"topic1","part":2,"offset":42,"k":"a2V5","h":{"x":"MQ=="},"ts":1700000000000,"enc":"base64"}]`},
+		{"binary key", []Notification{meta(Notification{ID: 4, Value: []byte("v"), Key: []byte{0xc3}})},
+			`[{"id":4,"t":"notif","p":"dg==","topic":"topic1","part":2,"offset":42,"k":"ww==","h":{},"ts":1700000000000,"enc":"base64"}]`},
+		{"invalid UTF-8 in a header", []Notification{meta(Notification{ID: 5, Value: []byte("v"), Headers: []Header{{"ok", []byte("a")}, {"bad\xff", []byte("\xed\xa0\x80")}}})},
+			`[{"id":5,"t":"notif","p":"dg==","topic":"topic1","part":2,"offset":42,"k":null,"h":{"ok":"YQ==","bad\ufffd":"7aCA"},"ts":1700000000000,"enc":"base64"}]`},
+		{"meta beside plain", []Notification{{ID: 6, Value: []byte("a")}, meta(Notification{ID: 7, Value: []byte("b\n")})},
+			`[{"id":6,"t":"notif","p":"a"},{"id":7,"t":"notif","p":"b\n","topic":"topic1","part":2,"offset":42,"k":null,"h":{},"ts":1700000000000}]`},
+		{"fields ignored without meta", []Notification{{ID: 8, Value: []byte{0xff}, Topic: "x", Key: []byte("k"), Offset: 9}},
+			`[{"id":8,"t":"notif","p":"\ufffd"}]`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := AppendNotifications(nil, tt.ns)
+			if string(got) != tt.want {
+				t.Errorf("got %s, want %s", got, tt.want)
+			}
+			if !json.Valid(got) || !utf8.Valid(got) {
+				t.Errorf("got %q, want valid JSON in UTF-8", got)
+			}
+		})
+	}
+}
+
+func TestAppendNotificationsDoesNotAllocate(t *testing.T) {
+	ns := []Notification{{ID: 1, Value: benchValue}, {ID: 2}}
+	buf := make([]byte, 0, 4096)
+	if n := testing.AllocsPerRun(100, func() { buf = AppendNotifications(buf[:0], ns) }); n != 0 {
+		t.Errorf("got %v allocations, want 0", n)
+	}
+	ns = []Notification{{ID: 1, Value: benchValue, Meta: true, Topic: "t", Key: []byte{0xff}, Headers: []Header{{"h", []byte("v")}}}}
+	if n := testing.AllocsPerRun(100, func() { buf = AppendNotifications(buf[:0], ns) }); n != 0 {
+		t.Errorf("got %v allocations with meta into a large enough buffer, want 0", n)
+	}
+}
+
+func TestErrorReplyWith(t *testing.T) {
+	req := Request{ID: raw(`4`), Type: "topic", Action: "create"}
+	err := &Error{CodeKafkaError, "some topics were not created"}
+	results := []TopicResult{{Name: "a", S: 0}, {Name: "b", S: 1, Error: &ErrorPayload{CodeKafkaError, "TOPIC_ALREADY_EXISTS"}}}
+	tests := []struct {
+		name  string
+		extra map[string]any
+		want  string
+	}{
+		{"topics", map[string]any{"topics": results},
+			`{"id":9,"refid":4,"t":"topic","a":"create","s":1,"p":{"code":"kafka_error","message":"some topics were not created","topics":[{"name":"a","s":0},{"name":"b","s":1,"error":{"code":"kafka_error","message":"TOPIC_ALREADY_EXISTS"}}]}}`},
+		{"keys in order", map[string]any{"z": 1, "a": "x"},
+			`{"id":9,"refid":4,"t":"topic","a":"create","s":1,"p":{"code":"kafka_error","message":"some topics were not created","a":"x","z":1}}`},
+		{"none is ErrorReply", nil, string(ErrorReply(9, &req, err))},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := string(ErrorReplyWith(9, &req, err, tt.extra)); got != tt.want {
+				t.Errorf("got %s, want %s", got, tt.want)
+			}
+		})
+	}
+	for _, extra := range []map[string]any{{"code": "x"}, {"message": "x"}, {"c": make(chan int)}} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("got no panic for %v, want one", extra)
+				}
+			}()
+			ErrorReplyWith(9, &req, err, extra)
+		}()
+	}
+}
+
+func TestReplyPayloads(t *testing.T) {
+	committed, lag := int64(40), int64(2)
+	tests := []struct {
+		name    string
+		req     Request
+		payload any
+		want    string
+	}{
+		{"receipt", Request{ID: raw(`1`), Type: "notif", Action: "create"}, Receipt{Topic: "a", Partition: 1, Offset: 42, Time: 1700000000000},
+			`{"id":2,"refid":1,"t":"notif","a":"create","s":0,"p":{"t":"a","part":1,"offset":42,"ts":1700000000000}}`},
+		{"detailed create", Request{ID: raw(`1`), Type: "topic", Action: "create"}, []TopicResult{{Name: "a"}, {Name: "b"}},
+			`{"id":2,"refid":1,"t":"topic","a":"create","s":0,"p":[{"name":"a","s":0},{"name":"b","s":0}]}`},
+		{"describe", Request{Type: "topic", Action: "describe"}, []TopicDescription{
+			{Topic: "a", Partitions: []PartitionDescription{{Partition: 0, Leader: 1, Low: 0, High: 42, Committed: &committed, Lag: &lag}, {Partition: 1, Leader: 2, Low: 5, High: 5}}},
+			{Topic: "b"}},
+			`{"id":2,"t":"topic","a":"describe","s":0,"p":[{"topic":"a","partitions":[{"partition":0,"leader":1,"low":0,"high":42,"committed":40,"lag":2},{"partition":1,"leader":2,"low":5,"high":5}]},{"topic":"b","partitions":[]}]}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := string(Reply(2, &tt.req, tt.payload)); got != tt.want {
+				t.Errorf("got %s, want %s", got, tt.want)
+			}
+		})
+	}
+}
+
+func BenchmarkAppendNotificationsMeta(b *testing.B) {
+	ns := make([]Notification, 1000)
+	for i := range ns {
+		ns[i] = Notification{ID: uint64(i + 1), Value: benchValue, Meta: true, Topic: "topic1", Partition: 3, Offset: int64(i), Key: []byte("sensor-t-1700"),
+			Headers: []Header{{"trace", []byte("4bf92f3577b34da6a3ce929d0e0e4736")}}, Time: 1767323045000}
+	}
+	var buf []byte
+	b.SetBytes(int64(len(ns) * len(benchValue)))
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = AppendNotifications(buf[:0], ns)
+	}
+}

@@ -26,11 +26,50 @@ type envelope struct {
 // payloadMembers are the members of p that Decode reads, when p is an object: the publish fields, so that a
 // publish is read in one pass, and the two members of a subscribe that have always been checked first.
 type payloadMembers struct {
-	t, m        span // p.t and p.m
-	group       span // p.consumer_group
-	k, h        span // p.k and p.h
-	part, ts    span // p.part and p.ts
-	enc, ack    span // p.enc and p.ack
+	t, m     span // p.t and p.m
+	group    span // p.consumer_group
+	k, h     span // p.k and p.h
+	part, ts span // p.part and p.ts
+	enc, ack span // p.enc and p.ack
+}
+
+// slot returns where the member key of p is recorded, or nil when Decode does not read it. A switch on the
+// length and the first byte, rather than on the key as a string: every member of every publish comes through
+// here, and Go compiles a string switch of this many cases into a binary search of string comparisons.
+func (pm *payloadMembers) slot(key []byte) *span {
+	switch len(key) {
+	case 1:
+		switch key[0] {
+		case 't':
+			return &pm.t
+		case 'm':
+			return &pm.m
+		case 'k':
+			return &pm.k
+		case 'h':
+			return &pm.h
+		}
+	case 2:
+		if key[0] == 't' && key[1] == 's' {
+			return &pm.ts
+		}
+	case 3:
+		switch string(key) {
+		case "enc":
+			return &pm.enc
+		case "ack":
+			return &pm.ack
+		}
+	case 4:
+		if string(key) == "part" {
+			return &pm.part
+		}
+	case len("consumer_group"):
+		if string(key) == "consumer_group" {
+			return &pm.group
+		}
+	}
+	return nil
 }
 
 // scan validates frame as JSON and records the envelope's members (the last of duplicate keys wins, as with
@@ -46,30 +85,15 @@ func (e *envelope) scan(frame []byte) (object, valid bool) {
 			switch string(key) {
 			case "p":
 				// A later p replaces an earlier one wholesale, members included.
-				e.pm = payloadMembers{}
+				if e.p.present() {
+					e.pm = payloadMembers{}
+				}
 				if start < len(frame) && frame[start] == '{' {
 					ok = s.members(func(key []byte) bool {
 						start := s.i
 						ok := s.value()
-						switch string(key) {
-						case "t":
-							e.pm.t = span{start, s.i}
-						case "m":
-							e.pm.m = span{start, s.i}
-						case "consumer_group":
-							e.pm.group = span{start, s.i}
-						case "k":
-							e.pm.k = span{start, s.i}
-						case "h":
-							e.pm.h = span{start, s.i}
-						case "part":
-							e.pm.part = span{start, s.i}
-						case "ts":
-							e.pm.ts = span{start, s.i}
-						case "enc":
-							e.pm.enc = span{start, s.i}
-						case "ack":
-							e.pm.ack = span{start, s.i}
+						if v := e.pm.slot(key); v != nil {
+							*v = span{start, s.i}
 						}
 						return ok
 					})
@@ -148,7 +172,7 @@ func (s *scanner) value() bool {
 	case '{':
 		return s.members(nil)
 	case '[':
-		return s.array()
+		return s.array(nil)
 	case '"':
 		return s.str()
 	case 't':
@@ -227,7 +251,8 @@ func unquoteKey(raw []byte) []byte {
 	return raw
 }
 
-func (s *scanner) array() bool {
+// array moves past the array at s.i, calling element, unless it is nil, after each element.
+func (s *scanner) array(element func()) bool {
 	if s.depth++; s.depth > maxDepth {
 		return false
 	}
@@ -241,6 +266,9 @@ func (s *scanner) array() bool {
 	for {
 		if !s.value() {
 			return false
+		}
+		if element != nil {
+			element()
 		}
 		s.space()
 		if s.i >= len(s.data) {
@@ -468,4 +496,74 @@ func appendEchoable(dst, v []byte) []byte {
 		i += size
 	}
 	return dst
+}
+
+// objectMembers yields the key and value of each member of the validated object at v, in the order sent, repeated
+// keys included. Keys are read as encoding/json reads them, so a byte that is not UTF-8 becomes U+FFFD: they end up
+// in Kafka as strings (header keys, config names) and in messages.
+func objectMembers(frame []byte, v span) iter.Seq2[string, span] {
+	return func(yield func(string, span) bool) {
+		s := scanner{data: frame[:v.end], i: v.start}
+		s.members(func(key []byte) bool {
+			start := s.i
+			s.value()
+			return yield(validText(key), span{start, s.i})
+		})
+	}
+}
+
+// validText returns b with each byte that is not UTF-8 replaced by U+FFFD, as appendUnquoted does.
+func validText(b []byte) string {
+	if utf8.Valid(b) {
+		return string(b)
+	}
+	dst := make([]byte, 0, len(b)+8)
+	for i := 0; i < len(b); {
+		r, size := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = utf8.AppendRune(dst, r)
+		} else {
+			dst = append(dst, b[i:i+size]...)
+		}
+		i += size
+	}
+	return string(dst)
+}
+
+// memberMap returns the members of the validated object at v by key, the last of repeated keys winning as with
+// encoding/json (and as scan does for the envelope).
+func memberMap(frame []byte, v span) map[string]span {
+	m := make(map[string]span)
+	for k, el := range objectMembers(frame, v) {
+		m[k] = el
+	}
+	return m
+}
+
+// integer returns the number at v when it is an integer from 0 to limit written without a fraction or an exponent,
+// which is what encoding/json accepts for an unsigned integer field; -0 is 0, as encoding/json reads it.
+func integer(frame []byte, v span, limit uint64) (uint64, bool) {
+	d := frame[v.start:v.end]
+	neg := d[0] == '-'
+	if neg {
+		d = d[1:]
+	}
+	if len(d) == 0 || !isDigit(d[0]) {
+		return 0, false
+	}
+	var n uint64
+	for _, c := range d {
+		if !isDigit(c) {
+			return 0, false
+		}
+		c -= '0'
+		if n > (limit-uint64(c))/10 {
+			return 0, false
+		}
+		n = n*10 + uint64(c)
+	}
+	if neg && n != 0 {
+		return 0, false
+	}
+	return n, true
 }

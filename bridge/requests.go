@@ -1,0 +1,404 @@
+package bridge
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/wskafka/wskafka/protocol"
+)
+
+// handle answers one frame: a request, or a JSON array of requests handled in order, each as if sent alone.
+func (s *Session) handle(frame []byte) {
+	protocol.DecodeFrame(frame, func(req protocol.Request, perr *protocol.Error) {
+		if perr != nil {
+			s.replyError(&req, perr)
+			return
+		}
+		s.do(&req)
+	})
+}
+
+func (s *Session) do(req *protocol.Request) {
+	switch req.Op {
+	case protocol.OpPublish:
+		s.publish(req)
+	case protocol.OpCreateTopics:
+		s.createTopics(req)
+	case protocol.OpListTopics:
+		s.listTopics(req)
+	case protocol.OpDescribeTopics:
+		s.describeTopics(req)
+	case protocol.OpDeleteTopics:
+		s.deleteTopics(req)
+	case protocol.OpSubscribe:
+		s.subscribe(req)
+	case protocol.OpUnsubscribe:
+		s.unsubscribe(req)
+	case protocol.OpAck:
+		s.ack(req)
+	case protocol.OpHealth:
+		s.reply(req, s.hub.health())
+	}
+}
+
+func (s *Session) publish(req *protocol.Request) {
+	p := &req.Publish
+	rec := Record{Topic: p.Topic, Partition: int(p.Partition), Key: p.Key, Value: p.Value}
+	if p.Time >= 0 {
+		rec.Time = time.UnixMilli(p.Time)
+	}
+	for _, h := range p.Headers {
+		rec.Headers = append(rec.Headers, Header{Key: h.Key, Value: h.Value})
+	}
+	receipt := req.Ack || s.hub.cfg.Producer.Receipts
+	if err := s.publisher.Add(s.ctx, rec, refOf(req), receipt); err != nil {
+		if errors.Is(err, context.Canceled) {
+			err = ErrShuttingDown
+		}
+		s.replyError(req, replyError("publishing to "+rec.Topic, err))
+	}
+}
+
+// published answers one flushed publish: an error reply when Kafka did not take it, a receipt when one was asked.
+func (s *Session) published(ref requestRef, rec *Record, receipt bool, err error) {
+	if err != nil {
+		s.logger.Debug("publish failed", zap.String("topic", rec.Topic), zap.Error(err))
+		s.replyError(ref.request(), replyError("publishing to "+rec.Topic, err))
+		return
+	}
+	if receipt {
+		s.reply(ref.request(), protocol.Receipt{
+			Topic: rec.Topic, Partition: int32(rec.Partition), Offset: rec.Offset, Time: rec.Time.UnixMilli(),
+		})
+	}
+}
+
+// kafkaCtx bounds one request's work against Kafka.
+func (s *Session) kafkaCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(s.ctx, s.hub.cfg.RequestTimeout)
+}
+
+func (s *Session) createTopics(req *protocol.Request) {
+	ctx, cancel := s.kafkaCtx()
+	defer cancel()
+	specs := make([]TopicSpec, len(req.Create))
+	for i, c := range req.Create {
+		specs[i] = TopicSpec{Name: c.Name, Partitions: c.Partitions, Replication: c.Replication, Configs: c.Configs}
+	}
+	failed, err := s.hub.kafka.CreateTopics(ctx, specs)
+	if err != nil {
+		s.replyError(req, replyError("creating topics", err))
+		return
+	}
+	s.replyPerTopic(req, "creating", req.Topics, failed, req.Detailed)
+}
+
+// replyPerTopic answers a request on several topics. The seed's form lists the names on success and fails as a
+// whole; the detailed form (asked for by a create with topic objects) lists each topic's outcome.
+func (s *Session) replyPerTopic(req *protocol.Request, verb string, names []string, failed map[string]error, detailed bool) {
+	if !detailed {
+		if len(failed) == 0 {
+			s.reply(req, names)
+			return
+		}
+		var bad []string
+		var first error
+		for _, name := range names {
+			if err, ok := failed[name]; ok {
+				bad = append(bad, name)
+				first = cmp.Or(first, err)
+			}
+		}
+		s.replyError(req, replyError(verb+" topics "+strings.Join(bad, ", "), first))
+		return
+	}
+	results := make([]protocol.TopicResult, len(names))
+	var first *protocol.Error
+	for i, name := range names {
+		results[i] = protocol.TopicResult{Name: name}
+		if err, ok := failed[name]; ok {
+			perr := replyError(verb+" topic "+name, err)
+			results[i].S = 1
+			results[i].Error = &protocol.ErrorPayload{Code: perr.Code, Message: perr.Message}
+			if first == nil {
+				first = perr
+			}
+		}
+	}
+	if first == nil {
+		s.reply(req, results)
+		return
+	}
+	s.send(outFrame{data: protocol.ErrorReplyWith(s.nextFrameID(), req, first, map[string]any{"topics": results})})
+}
+
+func (s *Session) deleteTopics(req *protocol.Request) {
+	if !s.hub.cfg.AllowDelete {
+		s.replyError(req, &protocol.Error{
+			Code:    protocol.CodeForbidden,
+			Message: "topic/delete is disabled on this route (enable it with topics { allow_delete })",
+		})
+		return
+	}
+	ctx, cancel := s.kafkaCtx()
+	defer cancel()
+	failed, err := s.hub.kafka.DeleteTopics(ctx, req.Topics)
+	if err != nil {
+		s.replyError(req, replyError("deleting topics", err))
+		return
+	}
+	s.replyPerTopic(req, "deleting", req.Topics, failed, false)
+}
+
+func (s *Session) listTopics(req *protocol.Request) {
+	ctx, cancel := s.kafkaCtx()
+	defer cancel()
+	topics, err := s.hub.kafka.Topics(ctx, nil)
+	if err != nil {
+		s.replyError(req, replyError("listing topics", err))
+		return
+	}
+	names := make([]string, 0, len(topics))
+	for name := range topics {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	list := make([]protocol.TopicPartition, 0, len(names))
+	for _, name := range names {
+		for _, p := range topics[name] {
+			list = append(list, protocol.TopicPartition{Topic: name, Partition: p.ID})
+		}
+	}
+	s.reply(req, list)
+}
+
+// describeTopics answers partitions with their leader and watermarks, and for a named group its committed
+// offsets and lag.
+func (s *Session) describeTopics(req *protocol.Request) {
+	ctx, cancel := s.kafkaCtx()
+	defer cancel()
+	topics, err := s.hub.kafka.Topics(ctx, req.Topics)
+	if err != nil {
+		s.replyError(req, replyError("describing topics", err))
+		return
+	}
+	if missing := absent(req.Topics, topics); len(missing) > 0 {
+		s.replyError(req, &protocol.Error{Code: protocol.CodeUnknownTopic, Message: "no such topic: " + strings.Join(missing, ", ")})
+		return
+	}
+	out := make([]protocol.TopicDescription, 0, len(req.Topics))
+	for _, name := range req.Topics {
+		parts := topics[name]
+		ids := make([]int, len(parts))
+		for i, p := range parts {
+			ids[i] = p.ID
+		}
+		marks, err := s.hub.kafka.Watermarks(ctx, name, ids)
+		if err != nil {
+			s.replyError(req, replyError("describing "+name, err))
+			return
+		}
+		var committed map[int]int64
+		if req.Group != "" {
+			if committed, err = s.hub.kafka.GroupOffsets(ctx, req.Group, name, ids); err != nil {
+				s.replyError(req, replyError("reading offsets of group "+req.Group, err))
+				return
+			}
+		}
+		desc := protocol.TopicDescription{Topic: name, Partitions: make([]protocol.PartitionDescription, len(parts))}
+		for i, p := range parts {
+			d := protocol.PartitionDescription{
+				Partition: int32(p.ID), Leader: int32(p.Leader), Low: marks[p.ID].Low, High: marks[p.ID].High,
+			}
+			if off, ok := committed[p.ID]; ok {
+				lag := max(marks[p.ID].High-off, 0)
+				d.Committed, d.Lag = &off, &lag
+			}
+			desc.Partitions[i] = d
+		}
+		out = append(out, desc)
+	}
+	s.reply(req, out)
+}
+
+// absent lists the names not in found, in order.
+func absent[V any](names []string, found map[string]V) []string {
+	var missing []string
+	for _, n := range names {
+		if _, ok := found[n]; !ok {
+			missing = append(missing, n)
+		}
+	}
+	return missing
+}
+
+// subscribe replaces the session's subscription. Topics are checked first: with kafka-go, one missing topic
+// empties the member's whole assignment (segmentio/kafka-go#1314). A group subscription answers once it has
+// joined its group and fixed its start offsets; a broadcast one once its streams are positioned.
+func (s *Session) subscribe(req *protocol.Request) {
+	s.stopSubscription()
+	ctx, cancel := s.kafkaCtx()
+	defer cancel()
+	existing, err := s.hub.kafka.Topics(ctx, req.Topics)
+	if err != nil {
+		s.replyError(req, replyError("subscribing", err))
+		return
+	}
+	if missing := absent(req.Topics, existing); len(missing) > 0 {
+		s.replyError(req, &protocol.Error{
+			Code:    protocol.CodeUnknownTopic,
+			Message: "cannot subscribe: no such topic: " + strings.Join(missing, ", "),
+		})
+		return
+	}
+	opts := s.subscribeOptions(req)
+	if opts.broadcast {
+		s.subscribeBroadcast(ctx, req, opts)
+		return
+	}
+	s.startGroup(opts, refOf(req), req.Topics)
+}
+
+// subscribeOptions turns a subscribe request into the options of a subscription, capping the client's batching
+// by the route's.
+func (s *Session) subscribeOptions(req *protocol.Request) subscribeOptions {
+	cfg := s.hub.cfg.Consumer
+	sub := &req.Subscribe
+	opts := subscribeOptions{
+		topics:       req.Topics,
+		group:        cmp.Or(req.Group, cfg.GroupID),
+		broadcast:    sub.Broadcast,
+		meta:         sub.Meta,
+		clientCommit: sub.ClientCommit,
+		seek:         sub.Seek,
+		startOffset:  cfg.StartOffset,
+		limit:        cfg.MQLimit,
+		interval:     cfg.MQInterval,
+	}
+	if opts.broadcast {
+		// A broadcast delivers from now unless the client says otherwise; from_offset is about groups.
+		opts.startOffset = LastOffset
+	}
+	switch sub.From.Kind {
+	case protocol.FromEarliest:
+		opts.startOffset = FirstOffset
+	case protocol.FromLatest:
+		opts.startOffset = LastOffset
+	case protocol.FromTime:
+		opts.startTime = time.UnixMilli(sub.From.Time)
+	}
+	if sub.MQLimit > 0 {
+		opts.limit = min(sub.MQLimit, cfg.MQLimit)
+	}
+	if sub.MQInterval >= 0 {
+		opts.interval = min(time.Duration(sub.MQInterval)*time.Millisecond, cfg.MQInterval)
+	}
+	return opts
+}
+
+// startGroup starts a group subscription; it answers ref with payload once joined.
+func (s *Session) startGroup(opts subscribeOptions, ref requestRef, payload []string) {
+	sub := newSubscription(s, opts, ref, payload)
+	s.subMu.Lock()
+	s.sub = sub
+	s.subMu.Unlock()
+	sub.start()
+}
+
+func (s *Session) subscribeBroadcast(ctx context.Context, req *protocol.Request, opts subscribeOptions) {
+	sub, err := newBroadcastSubscription(ctx, s, opts)
+	if err != nil {
+		s.replyError(req, replyError("subscribing", err))
+		return
+	}
+	s.subMu.Lock()
+	s.sub = sub
+	s.subMu.Unlock()
+	s.reply(req, req.Topics)
+}
+
+// unsubscribe ends the subscription, or with p.t only its subscription to those topics: a group member then
+// rejoins with the remaining topics and answers once joined; a broadcast leaves those topics' streams.
+func (s *Session) unsubscribe(req *protocol.Request) {
+	if len(req.Topics) == 0 {
+		s.stopSubscription()
+		s.reply(req, nil)
+		return
+	}
+	s.subMu.Lock()
+	current := s.sub
+	s.subMu.Unlock()
+	if current == nil {
+		s.reply(req, []string{})
+		return
+	}
+	remaining := slices.DeleteFunc(slices.Clone(current.topics()), func(t string) bool { return slices.Contains(req.Topics, t) })
+	switch sub := current.(type) {
+	case *broadcastSubscription:
+		sub.leaveTopics(req.Topics)
+		if len(remaining) == 0 {
+			s.stopSubscription()
+		}
+		s.reply(req, remaining)
+	case *Subscription:
+		s.stopSubscription()
+		if len(remaining) == 0 {
+			s.reply(req, remaining)
+			return
+		}
+		opts := sub.opts
+		opts.topics = remaining
+		s.startGroup(opts, refOf(req), remaining)
+	}
+}
+
+// stopSubscription ends the current subscription, if any, and waits (bounded) until it has let go of Kafka.
+func (s *Session) stopSubscription() {
+	s.subMu.Lock()
+	sub := s.sub
+	s.sub = nil
+	s.subMu.Unlock()
+	if sub != nil {
+		sub.stop(s.hub.cfg.CloseTimeout)
+	}
+}
+
+// subscribedTopics lists what the session is subscribed to, for health.
+func (s *Session) subscribedTopics() []string {
+	s.subMu.Lock()
+	defer s.subMu.Unlock()
+	if s.sub == nil {
+		return []string{}
+	}
+	return slices.Clone(s.sub.topics())
+}
+
+// ack acknowledges notifications of a subscription with commit "client". Like a publish, it is answered only
+// when it fails; acknowledging what was acknowledged already, or nothing, is not a failure.
+func (s *Session) ack(req *protocol.Request) {
+	s.subMu.Lock()
+	sub, ok := s.sub.(*Subscription)
+	s.subMu.Unlock()
+	if !ok || !sub.opts.clientCommit {
+		s.replyError(req, &protocol.Error{
+			Code:    protocol.CodeInvalidPayload,
+			Message: `nothing to acknowledge: no subscription with "commit": "client" on this socket`,
+		})
+		return
+	}
+	if t := req.AckOf; !t.ByID && !slices.Contains(sub.topics(), t.Topic) {
+		s.replyError(req, &protocol.Error{
+			Code:    protocol.CodeInvalidPayload,
+			Message: fmt.Sprintf("p.t: %q is not a topic of this socket's subscription", t.Topic),
+		})
+		return
+	}
+	sub.ack(req.AckOf)
+}
