@@ -56,8 +56,10 @@ type Session struct {
 	out       chan outFrame
 	writerEnd chan struct{} // closed by stopWriter: drain, send the close frame, return
 	writerOut chan struct{} // closed when the writer has returned
-	closeCode atomic.Int32  // the close frame's code (RFC 6455 §7.4.1); 1000 unless the hub sets one
-	peerGone  atomic.Bool   // the peer sent a close frame or the socket failed: send no close frame
+	// writerBroken is closed when a write failed: frames still queued are dropped, never written.
+	writerBroken chan struct{}
+	closeCode    atomic.Int32 // the close frame's code (RFC 6455 §7.4.1); 1000 unless the hub sets one
+	peerGone     atomic.Bool  // the peer sent a close frame or the socket failed: send no close frame
 
 	publisher *Publisher
 
@@ -82,6 +84,8 @@ func newSession(h *Hub, conn *websocket.Conn, num uint64) *Session {
 		out:       make(chan outFrame, outQueueFrames),
 		writerEnd: make(chan struct{}),
 		writerOut: make(chan struct{}),
+
+		writerBroken: make(chan struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancel(h.ctx)
 	s.closeCode.Store(websocket.CloseNormalClosure)
@@ -196,6 +200,7 @@ func (s *Session) writeLoop() {
 		}
 		if err != nil {
 			broken = true
+			close(s.writerBroken)
 			s.peerGone.Store(true)
 			s.logger.Debug("socket write failed", zap.Error(err))
 			s.cancel()

@@ -284,10 +284,12 @@ type deliverer struct {
 
 	batch []Record
 
+	inflight atomic.Int64 // frames handed to the writer and not yet written
+
 	mu        sync.Mutex
 	committed map[string]map[int]int64 // next offsets to commit: written, or acknowledged
 	unacked   []delivered              // client commits: written, not yet acknowledged, in delivery order
-	written   chan struct{}            // signalled (never blocking) when committed grows or unacked shrinks
+	written   chan struct{}            // signalled (never blocking) when a frame is written or an ack arrives
 }
 
 // delivered is one notification written to the socket and awaiting the client's acknowledgement.
@@ -310,7 +312,10 @@ func (d *deliverer) run(ctx context.Context) {
 		if commitTimer != nil {
 			commitTimer.Stop()
 		}
-		// The generation is ending but is not over until this returns: a last commit is still valid.
+		// The generation is ending but is not over until this returns: a last commit is still valid. Frames the
+		// writer holds may already be on their way to the client (which may have seen them and unsubscribed), so
+		// the commit waits for them.
+		d.awaitInflight()
 		d.commit()
 	}()
 	for {
@@ -407,7 +412,31 @@ func (d *deliverer) deliver(ctx context.Context) bool {
 	if sent != nil {
 		written = func() { d.markUnacked(sent) }
 	}
-	return d.sub.session.sendCtx(ctx, outFrame{data: frame, written: written})
+	d.inflight.Add(1)
+	if !d.sub.session.sendCtx(ctx, outFrame{data: frame, written: written}) {
+		d.inflight.Add(-1)
+		return false
+	}
+	return true
+}
+
+// awaitInflight waits until the writer has written every frame handed to it, or cannot write any more, at most
+// for close_timeout.
+func (d *deliverer) awaitInflight() {
+	s := d.sub.session
+	deadline := time.NewTimer(s.hub.cfg.CloseTimeout)
+	defer deadline.Stop()
+	for d.inflight.Load() > 0 {
+		select {
+		case <-d.written:
+		case <-s.writerBroken:
+			return
+		case <-s.writerOut:
+			return
+		case <-deadline.C:
+			return
+		}
+	}
 }
 
 // markWritten runs on the writer goroutine once a frame is on the socket; it must not block.
@@ -415,6 +444,7 @@ func (d *deliverer) markWritten(next map[string]map[int]int64) {
 	d.mu.Lock()
 	d.mergeLocked(next)
 	d.mu.Unlock()
+	d.inflight.Add(-1)
 	d.signal()
 }
 
@@ -423,6 +453,8 @@ func (d *deliverer) markUnacked(sent []delivered) {
 	d.mu.Lock()
 	d.unacked = append(d.unacked, sent...)
 	d.mu.Unlock()
+	d.inflight.Add(-1)
+	d.signal()
 }
 
 func (d *deliverer) mergeLocked(next map[string]map[int]int64) {
