@@ -29,11 +29,13 @@ test-e2e: e2e-deps
 
 test: test-fast test-kafka test-e2e
 
-# A bounded run of the protocol fuzz targets; crashers land in protocol/testdata/fuzz and become regression cases.
+# A bounded run of every protocol fuzz target; crashers land in protocol/testdata/fuzz and become regression cases.
 FUZZTIME ?= 20s
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./protocol/
-	$(GO) test -run '^$$' -fuzz '^FuzzAppendNotifications$$' -fuzztime $(FUZZTIME) ./protocol/
+	@for target in $$($(GO) test -list '^Fuzz' ./protocol/ | grep '^Fuzz'); do \
+		echo "fuzz: $$target for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) ./protocol/ || exit 1; \
+	done
 
 e2e-deps:
 	@if [ -f e2e/node/package.json ]; then cd e2e/node && npm ci --no-audit --no-fund --loglevel=error; fi
