@@ -2,7 +2,7 @@
 GO       ?= go
 PACKAGES  = $(shell $(GO) list ./... | grep -v /e2e)
 
-.PHONY: build run test test-fast test-kafka test-e2e vet fuzz e2e-deps kafka-up kafka-down clean
+.PHONY: build run test test-fast test-kafka test-e2e vet fuzz e2e-deps kafka-up kafka-down clean bench
 
 build:
 	$(GO) build -o caddy ./cmd/caddy
@@ -36,6 +36,11 @@ fuzz:
 		echo "fuzz: $$target for $(FUZZTIME)"; \
 		$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) ./protocol/ || exit 1; \
 	done
+
+# The benchmarks of BENCHMARKS.md (not tests: nothing in `make test` depends on timing). The in-process broker by
+# default, KAFKA_BROKERS for a real one (KAFKA_VERSION names it in the results); BENCHFLAGS adds wskbench flags.
+bench: build
+	$(GO) run ./cmd/wskbench -caddy ./caddy -out BENCHMARKS.md -profile bench/produce.pprof $(BENCHFLAGS)
 
 e2e-deps:
 	@if [ -f e2e/node/package.json ]; then cd e2e/node && npm ci --no-audit --no-fund --loglevel=error; fi

@@ -33,6 +33,43 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    request_timeout <duration>
 //	    write_timeout <duration>
 //	    close_timeout <duration>
+//	    tls {
+//	        ca_file <path>
+//	        cert_file <path>
+//	        key_file <path>
+//	        server_name <name>
+//	        insecure_skip_verify
+//	    }
+//	    sasl {
+//	        mechanism plain|scram-sha-256|scram-sha-512
+//	        username <name>
+//	        password <secret>|{env.VAR}
+//	    }
+//	    identity <placeholder>
+//	    topic_metrics
+//	    origins <scheme://host[:port] pattern...>
+//	    permissions {
+//	        publish   <topic pattern...>
+//	        subscribe <topic pattern...>
+//	        groups    <group pattern...>
+//	        create    <topic pattern...>
+//	        list      <topic pattern...>
+//	        describe  <topic pattern...>
+//	        delete    <topic pattern...>
+//	        health    all|own
+//	    }
+//	    limits {
+//	        max_frame_bytes <n>
+//	        max_connections <n>
+//	        max_connections_per_client <n>
+//	        publish_rate <messages per second> [<burst>]
+//	        publish_bytes_rate <bytes per second>
+//	        max_topics <n>
+//	        max_queue_bytes <n>
+//	        max_buffer_bytes <n>
+//	        ping_interval <duration>|off
+//	        pong_timeout <duration>
+//	    }
 //	    topics {
 //	        partitions <n>|-1
 //	        replication <n>|-1
@@ -96,6 +133,32 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = durationArg(d, &h.WriteTimeout)
 		case "close_timeout":
 			err = durationArg(d, &h.CloseTimeout)
+		case "tls":
+			err = unmarshalKafkaTLS(d, &h.TLS)
+		case "sasl":
+			err = unmarshalKafkaSASL(d, &h.SASL)
+		case "identity":
+			err = stringArg(d, &h.Identity)
+		case "topic_metrics":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			h.TopicMetrics = true
+		case "origins":
+			h.Origins = append(h.Origins, d.RemainingArgs()...)
+			if len(h.Origins) == 0 {
+				return d.ArgErr()
+			}
+		case "permissions":
+			if h.Permissions == nil {
+				h.Permissions = new(Permissions)
+			}
+			err = h.Permissions.unmarshalCaddyfile(d)
+		case "limits":
+			if h.Limits == nil {
+				h.Limits = new(Limits)
+			}
+			err = h.Limits.unmarshalCaddyfile(d)
 		case "topics":
 			if h.Topics == nil {
 				h.Topics = new(TopicOptions)

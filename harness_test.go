@@ -3,7 +3,9 @@ package wskafka
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -125,6 +127,11 @@ func dial(t *testing.T, url string) *client {
 	if err != nil {
 		t.Fatalf("dialing %s: %v (response %v)", url, err, resp)
 	}
+	return newClient(t, conn)
+}
+
+// newClient starts reading conn into the client's channel.
+func newClient(t *testing.T, conn *websocket.Conn) *client {
 	c := &client{t: t, conn: conn, frames: make(chan []byte, 1024), closed: make(chan error, 1)}
 	go func() {
 		for {
@@ -368,4 +375,184 @@ func get(t *testing.T, url string) (int, string) {
 	n, _ := resp.Body.Read(buf)
 	b.Write(buf[:n])
 	return resp.StatusCode, b.String()
+}
+
+// elements collects notification elements, each as its JSON text, until at least n have arrived, failing the test
+// if they do not in time. It returns every element of the frames read, which may be more than n.
+func (c *client) elements(n int) []json.RawMessage {
+	c.t.Helper()
+	var els []json.RawMessage
+	deadline := time.After(waitLimit)
+	for len(els) < n {
+		select {
+		case f, ok := <-c.frames:
+			if !ok {
+				c.t.Fatalf("connection closed after %d of %d notifications", len(els), n)
+			}
+			if !strings.HasPrefix(string(f), "[") {
+				continue
+			}
+			var batch []json.RawMessage
+			if err := json.Unmarshal(f, &batch); err != nil {
+				c.t.Fatalf("notification frame %s: %v", f, err)
+			}
+			els = append(els, batch...)
+		case <-deadline:
+			c.t.Fatalf("got %d notifications, want %d", len(els), n)
+		}
+	}
+	return els
+}
+
+// silent asserts that no frame of any kind arrives within d. Like quiet, it is used only after a positive check.
+func (c *client) silent(d time.Duration) {
+	c.t.Helper()
+	select {
+	case f, ok := <-c.frames:
+		if ok {
+			c.t.Fatalf("got frame %s, want none", f)
+		}
+	case <-time.After(d):
+	}
+}
+
+// createTopicPartitions creates topics with the given number of partitions directly on the broker, and waits
+// until every partition's leader answers for it.
+func createTopicPartitions(t *testing.T, partitions int, names ...string) {
+	t.Helper()
+	client := &kafka.Client{Addr: kafka.TCP(testBrokers)}
+	req := &kafka.CreateTopicsRequest{}
+	for _, n := range names {
+		req.Topics = append(req.Topics, kafka.TopicConfig{Topic: n, NumPartitions: partitions, ReplicationFactor: -1})
+	}
+	res, err := client.CreateTopics(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n, err := range res.Errors {
+		if err != nil {
+			t.Fatalf("creating %s: %v", n, err)
+		}
+	}
+	for _, n := range names {
+		waitTopicReady(t, n, partitions)
+	}
+}
+
+// waitTopicReady polls until topic has the given number of partitions and every one answers a ListOffsets
+// request: a real Kafka answers NOT_LEADER_OR_FOLLOWER for a moment after it has created a topic.
+func waitTopicReady(t *testing.T, topic string, partitions int) {
+	t.Helper()
+	deadline := time.Now().Add(waitLimit)
+	var last error
+	for time.Now().Before(deadline) {
+		if last = topicReady(topic, partitions); last == nil {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("topic %s not ready within %v: %v", topic, waitLimit, last)
+}
+
+func topicReady(topic string, partitions int) error {
+	transport := &kafka.Transport{} // fresh metadata: the default transport's cache can predate the topic
+	defer transport.CloseIdleConnections()
+	client := &kafka.Client{Addr: kafka.TCP(testBrokers), Transport: transport, Timeout: waitLimit}
+	meta, err := client.Metadata(context.Background(), &kafka.MetadataRequest{Topics: []string{topic}})
+	if err != nil {
+		return err
+	}
+	if len(meta.Topics) != 1 || meta.Topics[0].Error != nil || len(meta.Topics[0].Partitions) != partitions {
+		return fmt.Errorf("metadata: %+v", meta.Topics)
+	}
+	req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
+	for _, p := range meta.Topics[0].Partitions {
+		req.Topics[topic] = append(req.Topics[topic], kafka.FirstOffsetOf(p.ID))
+	}
+	res, err := client.ListOffsets(context.Background(), req)
+	if err != nil {
+		return err
+	}
+	if len(res.Topics[topic]) != partitions {
+		return fmt.Errorf("offsets of %d partitions, want %d", len(res.Topics[topic]), partitions)
+	}
+	for _, p := range res.Topics[topic] {
+		if p.Error != nil {
+			return fmt.Errorf("partition %d: %w", p.Partition, p.Error)
+		}
+	}
+	return nil
+}
+
+// produceMessages writes messages, with their keys, headers and times, to topic straight to the broker.
+func produceMessages(t *testing.T, topic string, msgs ...kafka.Message) {
+	t.Helper()
+	transport := &kafka.Transport{} // fresh metadata: the default transport's cache can predate the topic
+	defer transport.CloseIdleConnections()
+	w := &kafka.Writer{Addr: kafka.TCP(testBrokers), Topic: topic, RequiredAcks: kafka.RequireOne, BatchTimeout: time.Millisecond, Transport: transport}
+	defer w.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	if err := w.WriteMessages(ctx, msgs...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// storedRecord is one record as the broker holds it: a null key or value is nil, an empty one is not.
+type storedRecord struct {
+	Key, Value []byte
+	Headers    []kafka.Header
+	Time       time.Time
+}
+
+// readRecord fetches the record at offset of one partition straight from the broker, with the low-level Fetch
+// API, which keeps a null value apart from an empty one (kafka-go's Reader does not).
+func readRecord(t *testing.T, topic string, partition int, offset int64) storedRecord {
+	t.Helper()
+	transport := &kafka.Transport{} // fresh metadata: the default transport's cache can predate the topic
+	defer transport.CloseIdleConnections()
+	client := &kafka.Client{Addr: kafka.TCP(testBrokers), Transport: transport}
+	deadline := time.Now().Add(waitLimit)
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+		res, err := client.Fetch(ctx, &kafka.FetchRequest{
+			Topic: topic, Partition: partition, Offset: offset, MinBytes: 1, MaxBytes: 1 << 20, MaxWait: 100 * time.Millisecond,
+		})
+		cancel()
+		if err != nil {
+			t.Fatalf("fetching %s/%d at %d: %v", topic, partition, offset, err)
+		}
+		if res.Error != nil {
+			t.Fatalf("fetching %s/%d at %d: %v", topic, partition, offset, res.Error)
+		}
+		for {
+			r, err := res.Records.ReadRecord()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Fatalf("reading %s/%d at %d: %v", topic, partition, offset, err)
+			}
+			if r.Offset != offset {
+				continue
+			}
+			return storedRecord{Key: recordBytes(t, r.Key), Value: recordBytes(t, r.Value), Headers: r.Headers, Time: r.Time}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("no record at %s/%d offset %d within %v", topic, partition, offset, waitLimit)
+	return storedRecord{}
+}
+
+func recordBytes(t *testing.T, b kafka.Bytes) []byte {
+	t.Helper()
+	if b == nil {
+		return nil
+	}
+	defer b.Close()
+	out := make([]byte, b.Len())
+	if _, err := io.ReadFull(b, out); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

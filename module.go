@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"path"
 	"slices"
 	"strings"
 	"time"
@@ -71,6 +72,13 @@ type Handler struct {
 	// ClientID is the client id the bridge's Kafka connections announce. Default: wskafka.
 	ClientID string `json:"client_id,omitempty"`
 
+	// TLS makes the Kafka connections use TLS; with no settings it trusts the system's certificate pool.
+	// Default: none (plaintext).
+	TLS *KafkaTLS `json:"tls,omitempty"`
+
+	// SASL authenticates the Kafka connections (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512). Default: none.
+	SASL *KafkaSASL `json:"sasl,omitempty"`
+
 	// ConnectTimeout bounds opening a connection to a broker. Default: 1s.
 	ConnectTimeout caddy.Duration `json:"connect_timeout,omitempty"`
 
@@ -86,6 +94,27 @@ type Handler struct {
 	// CloseTimeout bounds each step of closing a connection: flushing its publishes, leaving its consumer
 	// group, sending the close frame. Default: 5s.
 	CloseTimeout caddy.Duration `json:"close_timeout,omitempty"`
+
+	// Identity is the placeholder that names the connection's authenticated user, set by an authentication
+	// handler that runs before this one (basic_auth, forward_auth, mTLS via {http.request.tls.client.subject},
+	// …). It is what permissions' placeholders and per-client limits refer to. Default: {http.auth.user.id}.
+	Identity string `json:"identity,omitempty"`
+
+	// Permissions says which topics and groups clients may use for each operation. Default: none, everything
+	// is allowed (with a warning in the log).
+	Permissions *Permissions `json:"permissions,omitempty"`
+
+	// Origins are the browser origins, besides the site's own, whose pages may open sockets (scheme://host[:port],
+	// glob patterns allowed; "*" allows any). Default: only the site's own; requests without Origin (native
+	// clients) always pass.
+	Origins []string `json:"origins,omitempty"`
+
+	// Limits bound what one client can make the server hold or do.
+	Limits *Limits `json:"limits,omitempty"`
+
+	// TopicMetrics adds per-topic variants of the publish, delivery and lag metrics (caddy_wskafka_topic_*).
+	// Their label values are unbounded when clients may name any topic. Default: false.
+	TopicMetrics bool `json:"topic_metrics,omitempty"`
 
 	// Topics sets how topic/create creates topics.
 	Topics *TopicOptions `json:"topics,omitempty"`
@@ -196,6 +225,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.Validate(); err != nil {
 		return err
 	}
+	// Every config has a new registry: register in each, or the metrics vanish after a reload.
+	if err := bridge.RegisterMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return fmt.Errorf("registering metrics: %w", err)
+	}
+	if err := h.provisionKafkaSecurity(); err != nil {
+		return err
+	}
 
 	brokers := h.Brokers
 	if isEmbedded(brokers) {
@@ -224,8 +260,21 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.poolKeys = append(h.poolKeys, string(key))
 
+	if h.Permissions == nil {
+		h.logger.Warn("no permissions block: every client may create, list, describe, publish to and subscribe to any topic, in any group; see the README's Security section")
+	}
 	h.hub = bridge.NewHub(h.bridgeConfig(), val.(*bridge.Cluster), h.logger)
-	h.upgrader = websocket.Upgrader{HandshakeTimeout: time.Duration(h.WriteTimeout)}
+	h.upgrader = websocket.Upgrader{
+		HandshakeTimeout: time.Duration(h.WriteTimeout),
+		CheckOrigin: func(r *http.Request) bool {
+			if originAllowed(r, h.Origins) {
+				return true
+			}
+			bridge.CountRefused("origin")
+			h.logger.Info("connection refused: origin not allowed", zap.String("origin", r.Header.Get("Origin")), zap.String("remote", r.RemoteAddr))
+			return false
+		},
+	}
 	return nil
 }
 
@@ -238,6 +287,11 @@ func (h *Handler) applyDefaults() {
 	setDefault(&h.RequestTimeout, caddy.Duration(defaultRequestTimeout))
 	setDefault(&h.WriteTimeout, caddy.Duration(defaultWriteTimeout))
 	setDefault(&h.CloseTimeout, caddy.Duration(defaultCloseTimeout))
+	setDefault(&h.Identity, defaultIdentity)
+	if h.Limits == nil {
+		h.Limits = new(Limits)
+	}
+	h.Limits.applyDefaults()
 
 	if h.Topics == nil {
 		h.Topics = &TopicOptions{Partitions: defaultTopicPartitions, Replication: defaultTopicReplication}
@@ -310,6 +364,18 @@ func (h *Handler) Validate() error {
 	} {
 		if d.value < 0 {
 			fail("%s must not be negative", d.name)
+		}
+	}
+	errs = append(errs, h.validateKafkaSecurity()...)
+	if h.Permissions != nil {
+		errs = append(errs, h.Permissions.validate()...)
+	}
+	if h.Limits != nil {
+		errs = append(errs, h.Limits.validate()...)
+	}
+	for _, o := range h.Origins {
+		if _, err := path.Match(o, ""); err != nil {
+			fail("origins: pattern %q: %v", o, err)
 		}
 	}
 	if t := h.Topics; t != nil {
@@ -424,6 +490,8 @@ func (h *Handler) kafkaConfig(brokers []string) bridge.KafkaConfig {
 		HeartbeatInterval: time.Duration(c.HeartbeatInterval),
 		RebalanceTimeout:  time.Duration(c.RebalanceTimeout),
 		GroupBalancers:    c.GroupBalancers,
+		TLS:               h.TLS.bridge(),
+		SASL:              h.SASL.bridge(),
 	}
 }
 
@@ -431,6 +499,8 @@ func (h *Handler) bridgeConfig() bridge.Config {
 	p, c := h.Producer, h.Consumer
 	offset := map[string]int64{"earliest": bridge.FirstOffset, "latest": bridge.LastOffset}
 	return bridge.Config{
+		TopicLabels:    h.TopicMetrics,
+		Limits:         h.Limits.bridge(),
 		AllowDelete:    h.Topics.AllowDelete,
 		RequestTimeout: time.Duration(h.RequestTimeout),
 		WriteTimeout:   time.Duration(h.WriteTimeout),
@@ -440,6 +510,8 @@ func (h *Handler) bridgeConfig() bridge.Config {
 			MQInterval:      time.Duration(*p.MQInterval),
 			MaxMessageBytes: p.MaxMessageBytes,
 			Receipts:        p.Receipts,
+			MaxBufferBytes:  queueBytes(h.Limits.MaxBufferBytes),
+			TopicLabels:     h.TopicMetrics,
 		},
 		Consumer: bridge.ConsumerConfig{
 			GroupID:          c.GroupID,
@@ -458,13 +530,32 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if !websocket.IsWebSocketUpgrade(r) {
 		return next.ServeHTTP(w, r)
 	}
+	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	client := bridge.Client{Identity: repl.ReplaceAll(h.Identity, ""), Addr: clientIP(r)}
+	if h.Permissions != nil {
+		client.Access = h.Permissions.access(repl)
+	}
+	release, err := h.hub.Admit(client)
+	if err != nil {
+		status, reason := http.StatusServiceUnavailable, "too_many_connections"
+		switch {
+		case errors.Is(err, bridge.ErrTooManyForClient):
+			status, reason = http.StatusTooManyRequests, "too_many_for_client"
+		case errors.Is(err, bridge.ErrShuttingDown):
+			reason = "shutting_down"
+		}
+		bridge.CountRefused(reason)
+		h.logger.Info("connection refused", zap.String("remote", r.RemoteAddr), zap.String("identity", client.Identity), zap.Error(err))
+		return caddyhttp.Error(status, err)
+	}
+	defer release()
+	// The upgrader answers a failed upgrade itself (403 for a foreign origin, 400 for a bad handshake).
 	conn, err := h.upgrader.Upgrade(hijacker{w, http.NewResponseController(w)}, r, nil)
 	if err != nil {
-		// The upgrader has answered with an HTTP error already.
-		h.logger.Debug("websocket upgrade failed", zap.Error(err))
+		h.logger.Debug("websocket upgrade failed", zap.String("remote", r.RemoteAddr), zap.Error(err))
 		return nil
 	}
-	h.hub.Serve(conn)
+	h.hub.Serve(conn, client)
 	return nil
 }
 

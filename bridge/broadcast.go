@@ -63,41 +63,41 @@ func (b *Broadcaster) Close() {
 
 // join adds a socket to the shared stream of key, starting the stream if it is the first. It returns once the
 // stream's start offsets are fixed, so a record written after it returns is delivered to the socket.
-func (b *Broadcaster) join(ctx context.Context, key streamKey, s *Session) (*stream, error) {
+func (b *Broadcaster) join(ctx context.Context, key streamKey, s *Session) (*stream, *member, error) {
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
-		return nil, ErrShuttingDown
+		return nil, nil, ErrShuttingDown
 	}
 	st, ok := b.streams[key]
 	if !ok {
 		st = newStream(b, key, LastOffset, time.Time{})
 		b.streams[key] = st
 	}
-	st.add(s)
+	m := st.add(s)
 	b.mu.Unlock()
 	if !ok {
 		go st.run()
 	}
 	if err := st.waitStarted(ctx); err != nil {
 		b.leave(st, s)
-		return nil, err
+		return nil, nil, err
 	}
-	return st, nil
+	return st, m, nil
 }
 
 // joinPrivate starts a stream for one socket that reads from a past position (from earliest, or from a time): a
 // shared stream reads from "now" and cannot serve it.
-func (b *Broadcaster) joinPrivate(ctx context.Context, key streamKey, start int64, at time.Time, s *Session) (*stream, error) {
+func (b *Broadcaster) joinPrivate(ctx context.Context, key streamKey, start int64, at time.Time, s *Session) (*stream, *member, error) {
 	st := newStream(b, key, start, at)
 	st.private = true
-	st.add(s)
+	m := st.add(s)
 	go st.run()
 	if err := st.waitStarted(ctx); err != nil {
 		st.stop()
-		return nil, err
+		return nil, nil, err
 	}
-	return st, nil
+	return st, m, nil
 }
 
 // leave removes a socket from a stream and stops the stream when it was the last.
@@ -128,7 +128,52 @@ type stream struct {
 	done     chan struct{}
 
 	mu          sync.Mutex
-	subscribers map[*Session]struct{}
+	subscribers map[*Session]*member
+
+	lag *lagGauge // what the stream's readers lag behind: it counts once however many sockets it feeds
+}
+
+// member is one socket's place in a stream. Until released, the stream's frames are held back, so that the
+// socket gets its subscribe reply before the first notification.
+type member struct {
+	s *Session
+
+	mu    sync.Mutex
+	ready bool
+	held  []outFrame
+}
+
+// maxHeldFrames bounds the frames a member holds before its release: a socket whose subscribe reply cannot be
+// queued meanwhile is too slow for the stream.
+const maxHeldFrames = outQueueFrames
+
+// deliver queues a frame for the member's socket, or holds it until release; a socket that cannot take it is
+// closed as too slow.
+func (m *member) deliver(f outFrame, topic string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.ready {
+		if len(m.held) < maxHeldFrames {
+			m.held = append(m.held, f)
+			return
+		}
+	} else if m.s.offer(f) {
+		return
+	}
+	m.s.logger.Warn("closing a socket too slow for its broadcast subscription", zap.String("topic", topic))
+	metrics.slowCloses.WithLabelValues("broadcast_queue_full").Inc()
+	m.s.shutdown(closeTooSlow)
+}
+
+// release queues what was held back, in order, and lets later frames through.
+func (m *member) release(topic string) {
+	m.mu.Lock()
+	held := m.held
+	m.held, m.ready = nil, true
+	m.mu.Unlock()
+	for _, f := range held {
+		m.deliver(f, topic)
+	}
 }
 
 func newStream(b *Broadcaster, key streamKey, start int64, at time.Time) *stream {
@@ -136,14 +181,17 @@ func newStream(b *Broadcaster, key streamKey, start int64, at time.Time) *stream
 	return &stream{
 		b: b, key: key, start: start, at: at, ctx: ctx, cancel: cancel,
 		started: make(chan struct{}), done: make(chan struct{}),
-		subscribers: make(map[*Session]struct{}),
+		subscribers: make(map[*Session]*member),
+		lag:         &lagGauge{topic: key.topic},
 	}
 }
 
-func (st *stream) add(s *Session) {
+func (st *stream) add(s *Session) *member {
+	m := &member{s: s}
 	st.mu.Lock()
-	st.subscribers[s] = struct{}{}
+	st.subscribers[s] = m
 	st.mu.Unlock()
+	return m
 }
 
 // remove reports whether s was the last subscriber.
@@ -182,7 +230,11 @@ func (st *stream) run() {
 	var readers sync.WaitGroup
 	for partition, offset := range offsets {
 		st.b.readersStarted.Add(1)
-		readers.Go(func() { st.read(partition, offset, records, logger) })
+		metrics.broadcastReaders.Inc()
+		readers.Go(func() {
+			defer metrics.broadcastReaders.Dec()
+			st.read(partition, offset, records, logger)
+		})
 	}
 	close(st.started)
 	logger.Info("broadcast stream started", zap.Int("partitions", len(offsets)), zap.Bool("private", st.private))
@@ -225,7 +277,7 @@ func (st *stream) startOffsets() (map[int]int64, error) {
 func (st *stream) read(partition int, offset int64, records chan<- Record, logger *zap.Logger) {
 	for st.ctx.Err() == nil {
 		reader := st.b.kafka.ReadPartition(st.key.topic, partition, offset)
-		err := feed(st.ctx, reader, records, &offset)
+		err := feed(st.ctx, reader, records, nil, &offset, st.lag)
 		reader.Close()
 		if st.ctx.Err() != nil {
 			return
@@ -295,16 +347,15 @@ func (st *stream) publish(batch []Record) {
 		return
 	}
 	st.mu.Lock()
-	subscribers := make([]*Session, 0, len(st.subscribers))
-	for s := range st.subscribers {
-		subscribers = append(subscribers, s)
+	members := make([]*member, 0, len(st.subscribers))
+	for _, m := range st.subscribers {
+		members = append(members, m)
 	}
 	st.mu.Unlock()
-	for _, s := range subscribers {
-		if !s.offer(outFrame{prepared: pm}) {
-			s.logger.Warn("closing a socket too slow for its broadcast subscription", zap.String("topic", st.key.topic))
-			s.shutdown(closeTooSlow)
-		}
+	n := float64(len(batch))
+	f := outFrame{prepared: pm, size: int64(len(frame)), written: func() { metrics.delivered.Add(n) }}
+	for _, m := range members {
+		m.deliver(f, st.key.topic)
 	}
 }
 
@@ -342,29 +393,43 @@ type broadcastSubscription struct {
 
 	mu      sync.Mutex
 	streams map[string]*stream
+	members map[string]*member
 }
 
 // newBroadcastSubscription joins a stream for every topic: the shared one when reading from now, a private one
 // when reading from a past position. It returns once every stream is positioned.
 func newBroadcastSubscription(ctx context.Context, s *Session, opts subscribeOptions) (*broadcastSubscription, error) {
 	b := s.hub.broadcaster
-	sub := &broadcastSubscription{session: s, opts: opts, streams: make(map[string]*stream, len(opts.topics))}
+	sub := &broadcastSubscription{
+		session: s, opts: opts,
+		streams: make(map[string]*stream, len(opts.topics)), members: make(map[string]*member, len(opts.topics)),
+	}
 	for _, topic := range opts.topics {
 		key := streamKey{topic: topic, limit: opts.limit, interval: opts.interval, meta: opts.meta}
 		var st *stream
+		var m *member
 		var err error
 		if opts.startOffset == LastOffset && opts.startTime.IsZero() {
-			st, err = b.join(ctx, key, s)
+			st, m, err = b.join(ctx, key, s)
 		} else {
-			st, err = b.joinPrivate(ctx, key, opts.startOffset, opts.startTime, s)
+			st, m, err = b.joinPrivate(ctx, key, opts.startOffset, opts.startTime, s)
 		}
 		if err != nil {
 			sub.stop(0)
 			return nil, err
 		}
-		sub.streams[topic] = st
+		sub.streams[topic], sub.members[topic] = st, m
 	}
 	return sub, nil
+}
+
+// release lets the streams' notifications through, once the subscribe reply is queued.
+func (sub *broadcastSubscription) release() {
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	for topic, m := range sub.members {
+		m.release(topic)
+	}
 }
 
 func (sub *broadcastSubscription) topics() []string {
@@ -392,6 +457,7 @@ func (sub *broadcastSubscription) leaveTopics(topics []string) {
 		if st, ok := sub.streams[t]; ok {
 			leaving = append(leaving, st)
 			delete(sub.streams, t)
+			delete(sub.members, t)
 		}
 	}
 	sub.mu.Unlock()

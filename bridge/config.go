@@ -14,8 +14,35 @@ type Config struct {
 	WriteTimeout time.Duration
 	// AllowDelete enables topic/delete.
 	AllowDelete bool
+	// TopicLabels also counts publishes, deliveries and lag by topic (unbounded label values: off by default).
+	TopicLabels bool
 	// CloseTimeout bounds each step of closing a session: the last flush, leaving the group, the close frame.
 	CloseTimeout time.Duration
+	Limits       Limits
+}
+
+// Limits bound what one client can make the server hold or do.
+type Limits struct {
+	// MaxFrameBytes is the largest frame read from a client; a larger one closes the socket with 1009.
+	MaxFrameBytes int64
+	// MaxConnections bounds the open sockets of the route; MaxConnectionsPerClient those of one identity (or of
+	// one IP address for connections without an identity). 0 means no bound.
+	MaxConnections          int
+	MaxConnectionsPerClient int
+	// PublishRate and PublishBytesRate bound one socket's publishes per second, with bursts of PublishBurst
+	// messages and PublishBytesRate bytes. 0 means no bound.
+	PublishRate      float64
+	PublishBurst     int
+	PublishBytesRate int
+	// MaxTopics bounds the topics one request names.
+	MaxTopics int
+	// MaxQueueBytes bounds the frames waiting for one socket's writer; a subscription stops fetching while it is
+	// full.
+	MaxQueueBytes int64
+	// PingInterval is how often an idle socket is pinged; one that has sent nothing, not even a pong, for
+	// PingInterval plus PongTimeout is closed as dead. 0 disables keepalive.
+	PingInterval time.Duration
+	PongTimeout  time.Duration
 }
 
 // ProducerConfig controls how a session batches its publishes.
@@ -28,6 +55,10 @@ type ProducerConfig struct {
 	MaxMessageBytes int
 	// Receipts answers every publish with a receipt, as if each asked with "ack": true.
 	Receipts bool
+	// MaxBufferBytes bounds the bytes of publishes buffered per session, as MQLimit bounds their number.
+	MaxBufferBytes int64
+	// TopicLabels: see Config.TopicLabels.
+	TopicLabels bool
 }
 
 // ConsumerConfig controls subscriptions.

@@ -25,6 +25,8 @@ type fetcher struct {
 	maxBytes  int64
 	maxWait   time.Duration
 	pending   []Record
+	// highWatermark is the partition's next offset as of the last fetch.
+	highWatermark int64
 }
 
 // fetchBackoffMax caps the pause between failed fetches (a partition moving to another leader, a broker
@@ -72,6 +74,7 @@ func (f *fetcher) fetch(ctx context.Context) error {
 		}
 		return res.Error
 	}
+	f.highWatermark = res.HighWatermark
 	batches := []protocol.RecordReader{res.Records}
 	if stream, ok := res.Records.(*protocol.RecordStream); ok {
 		batches = stream.Records
@@ -106,7 +109,7 @@ func (f *fetcher) fetch(ctx context.Context) error {
 
 // record copies a fetched record, keeping a null key or value nil and an empty one non-nil.
 func (f *fetcher) record(r *kafka.Record) (Record, error) {
-	rec := Record{Topic: f.topic, Partition: f.partition, Offset: r.Offset, Time: r.Time}
+	rec := Record{Topic: f.topic, Partition: f.partition, Offset: r.Offset, Time: r.Time, HighWatermark: f.highWatermark}
 	var err error
 	if rec.Key, err = readBytes(r.Key); err != nil {
 		return rec, err

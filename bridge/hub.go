@@ -3,6 +3,7 @@ package bridge
 import (
 	"cmp"
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -37,8 +38,11 @@ type Hub struct {
 
 	mu       sync.Mutex
 	sessions map[*Session]struct{}
+	admitted int            // connections admitted, upgraded or not yet
+	perKey   map[string]int // connections admitted per client key
 	closed   bool
 	running  sync.WaitGroup
+	pinger   sync.WaitGroup
 }
 
 // NewHub returns a hub serving sessions with cfg over the given cluster's clients and broadcast streams.
@@ -48,15 +52,84 @@ func NewHub(cfg Config, cluster *Cluster, logger *zap.Logger) *Hub {
 
 func newHub(cfg Config, kafka Kafka, broadcaster *Broadcaster, logger *zap.Logger) *Hub {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Hub{
+	h := &Hub{
 		cfg: cfg, kafka: kafka, broadcaster: broadcaster, logger: logger,
-		ctx: ctx, cancel: cancel, sessions: make(map[*Session]struct{}),
+		ctx: ctx, cancel: cancel, sessions: make(map[*Session]struct{}), perKey: make(map[string]int),
+	}
+	if cfg.Limits.PingInterval > 0 {
+		h.pinger.Go(h.keepalive)
+	}
+	return h
+}
+
+// keepalive checks every socket twice per ping interval, from one goroutine for the whole hub.
+func (h *Hub) keepalive() {
+	l := h.cfg.Limits
+	ticker := time.NewTicker(l.PingInterval / 2)
+	defer ticker.Stop()
+	for {
+		select {
+		case now := <-ticker.C:
+			for _, s := range h.snapshot() {
+				s.keepalive(now, l.PingInterval, l.PongTimeout)
+			}
+		case <-h.ctx.Done():
+			return
+		}
 	}
 }
 
-// Serve runs a session on an upgraded connection and returns when it has ended; the connection is closed then.
-func (h *Hub) Serve(conn *websocket.Conn) {
-	s := newSession(h, conn, connections.Add(1))
+func (h *Hub) snapshot() []*Session {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	sessions := make([]*Session, 0, len(h.sessions))
+	for s := range h.sessions {
+		sessions = append(sessions, s)
+	}
+	return sessions
+}
+
+// Refusals of Admit, with the HTTP status the handler answers.
+var (
+	ErrTooManyConnections = errors.New("too many connections on this route")
+	ErrTooManyForClient   = errors.New("too many connections from this client")
+)
+
+// Admit reserves a connection for client before the upgrade, within the route's and the client's connection
+// limits; release gives it back. It returns ErrTooManyConnections, ErrTooManyForClient or ErrShuttingDown when
+// the connection must be refused.
+func (h *Hub) Admit(client Client) (release func(), err error) {
+	l := h.cfg.Limits
+	key := client.key()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch {
+	case h.closed:
+		return nil, ErrShuttingDown
+	case l.MaxConnections > 0 && h.admitted >= l.MaxConnections:
+		return nil, ErrTooManyConnections
+	case l.MaxConnectionsPerClient > 0 && h.perKey[key] >= l.MaxConnectionsPerClient:
+		return nil, ErrTooManyForClient
+	}
+	h.admitted++
+	h.perKey[key]++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			h.admitted--
+			if h.perKey[key]--; h.perKey[key] == 0 {
+				delete(h.perKey, key)
+			}
+		})
+	}, nil
+}
+
+// Serve runs a session for client on an upgraded connection and returns when it has ended; the connection is
+// closed then.
+func (h *Hub) Serve(conn *websocket.Conn, client Client) {
+	s := newSession(h, conn, connections.Add(1), client)
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
@@ -68,7 +141,9 @@ func (h *Hub) Serve(conn *websocket.Conn) {
 	h.sessions[s] = struct{}{}
 	h.running.Add(1)
 	h.mu.Unlock()
+	metrics.connections.Inc()
 	defer func() {
+		metrics.connections.Dec()
 		h.mu.Lock()
 		delete(h.sessions, s)
 		h.mu.Unlock()
@@ -93,16 +168,39 @@ func (h *Hub) Close(code int) {
 	h.mu.Unlock()
 	h.running.Wait()
 	h.cancel()
+	h.pinger.Wait()
 }
 
-// health lists every open socket of the hub and its subscribed topics, as the original did.
-func (h *Hub) health() protocol.Health {
-	h.mu.Lock()
-	sessions := make([]*Session, 0, len(h.sessions))
-	for s := range h.sessions {
-		sessions = append(sessions, s)
+// lagGauge returns the consumer_lag share of one partition reader of topic.
+func (h *Hub) lagGauge(topic string) *lagGauge {
+	return &lagGauge{topic: topic, topicLabels: h.cfg.TopicLabels}
+}
+
+// countDelivered returns what counts a frame of batch as delivered, once it is written.
+func (h *Hub) countDelivered(batch []Record) func() {
+	n := float64(len(batch))
+	if !h.cfg.TopicLabels {
+		return func() { metrics.delivered.Add(n) }
 	}
-	h.mu.Unlock()
+	perTopic := make(map[string]float64, 1)
+	for i := range batch {
+		perTopic[batch[i].Topic]++
+	}
+	return func() {
+		metrics.delivered.Add(n)
+		for topic, count := range perTopic {
+			metrics.topicDelivered.WithLabelValues(topic).Add(count)
+		}
+	}
+}
+
+// health lists the open sockets of the hub and their subscribed topics: every one, as the original did, or
+// only the caller's own when its access says so.
+func (h *Hub) health(caller *Session) protocol.Health {
+	sessions := []*Session{caller}
+	if a := caller.client.Access; a == nil || a.HealthAll {
+		sessions = h.snapshot()
+	}
 	consumers := make([]protocol.Consumer, 0, len(sessions))
 	for _, s := range sessions {
 		consumers = append(consumers, protocol.Consumer{WS: s.num, Topics: s.subscribedTopics()})

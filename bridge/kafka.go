@@ -19,6 +19,9 @@ type Record struct {
 	Value     []byte
 	Headers   []Header
 	Time      time.Time // a record to produce with a zero Time gets the current time
+	// HighWatermark is, for a fetched record, the partition's next offset when it was fetched: what a reader
+	// at this record lags behind.
+	HighWatermark int64
 }
 
 // Header is one record header.
@@ -37,6 +40,8 @@ type Producer interface {
 
 // Admin answers questions about topics and groups.
 type Admin interface {
+	// Ping asks the cluster for its metadata: nil when a broker answered.
+	Ping(ctx context.Context) error
 	// CreateTopics creates topics; a topic that already exists is not an error. It returns the error of each
 	// topic that could not be created.
 	CreateTopics(ctx context.Context, topics []TopicSpec) (map[string]error, error)

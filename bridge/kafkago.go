@@ -36,6 +36,8 @@ type KafkaConfig struct {
 	HeartbeatInterval time.Duration `json:"heartbeat_interval"`
 	RebalanceTimeout  time.Duration `json:"rebalance_timeout"`
 	GroupBalancers    []string      `json:"group_balancers"`
+	TLS               *TLSConfig    `json:"tls,omitempty"`  // nil: plaintext
+	SASL              *SASLConfig   `json:"sasl,omitempty"` // nil: no authentication
 }
 
 // Names accepted for the enumerated settings, in the order the docs list them.
@@ -56,8 +58,9 @@ type KafkaGo struct {
 	cfg       KafkaConfig
 	logger    *zap.Logger
 	dialer    *kafka.Dialer
-	transport *kafka.Transport
+	transport *transport
 	writer    *kafka.Writer
+	security  *security
 }
 
 // NewKafkaGo builds the clients. It does not dial: connections open on first use, so a config loads without a
@@ -74,20 +77,19 @@ func NewKafkaGo(cfg KafkaConfig, logger *zap.Logger) (*KafkaGo, error) {
 			return nil, fmt.Errorf("compression %q: %w", cfg.Compression, err)
 		}
 	}
-	k := &KafkaGo{
-		cfg:    cfg,
-		logger: logger,
-		dialer: &kafka.Dialer{ClientID: cfg.ClientID, Timeout: cfg.ConnectTimeout, DualStack: true},
-		transport: &kafka.Transport{
-			ClientID:    cfg.ClientID,
-			DialTimeout: cfg.ConnectTimeout,
-		},
+	sec, err := newSecurity(cfg, logger)
+	if err != nil {
+		return nil, err
 	}
+	k := &KafkaGo{cfg: cfg, logger: logger, security: sec}
+	k.dialer, k.transport = k.newDialer(), k.newTransport()
 	k.writer = &kafka.Writer{
-		Addr:         kafka.TCP(cfg.Brokers...),
-		Balancer:     balancer,
-		MaxAttempts:  cfg.MaxAttempts,
-		BatchSize:    1 << 20, // a flush is bounded by mq_limit already; let kafka-go cut batches by bytes only
+		Addr:        kafka.TCP(cfg.Brokers...),
+		Balancer:    balancer,
+		MaxAttempts: cfg.MaxAttempts,
+		// kafka-go allocates (and zeroes) room for BatchSize messages for every batch it starts, so a large value
+		// costs more than the batching gains: 1000 records of 100 bytes already make a 100 KB produce request.
+		BatchSize:    1000,
 		BatchBytes:   int64(cfg.MaxMessageBytes),
 		BatchTimeout: writerLinger,
 		ReadTimeout:  cfg.RequestTimeout,
@@ -232,7 +234,7 @@ func (k *KafkaGo) checkPartitions(ctx context.Context, topic string, records []R
 // Transport fetches metadata on first use. Admin requests are rare (create, list, subscribe), so the extra
 // connection is cheap.
 func (k *KafkaGo) client() (*kafka.Client, func()) {
-	t := &kafka.Transport{ClientID: k.cfg.ClientID, DialTimeout: k.cfg.ConnectTimeout}
+	t := k.newTransport()
 	return &kafka.Client{Addr: kafka.TCP(k.cfg.Brokers...), Transport: t, Timeout: k.cfg.RequestTimeout}, t.CloseIdleConnections
 }
 
@@ -282,6 +284,17 @@ func (k *KafkaGo) DeleteTopics(ctx context.Context, topics []string) (map[string
 	return failed, nil
 }
 
+// Ping implements Admin.
+func (k *KafkaGo) Ping(ctx context.Context) error {
+	client, done := k.client()
+	defer done()
+	_, err := client.Metadata(ctx, &kafka.MetadataRequest{})
+	return err
+}
+
+// Brokers returns the bootstrap brokers the clients use.
+func (k *KafkaGo) Brokers() []string { return slices.Clone(k.cfg.Brokers) }
+
 // Topics implements Admin.
 func (k *KafkaGo) Topics(ctx context.Context, topics []string) (map[string][]PartitionInfo, error) {
 	client, done := k.client()
@@ -316,6 +329,10 @@ func (k *KafkaGo) Topics(ctx context.Context, topics []string) (map[string][]Par
 
 // Watermarks implements Admin.
 func (k *KafkaGo) Watermarks(ctx context.Context, topic string, partitions []int) (map[int]Watermark, error) {
+	return retried(ctx, func() (map[int]Watermark, error) { return k.watermarks(ctx, topic, partitions) })
+}
+
+func (k *KafkaGo) watermarks(ctx context.Context, topic string, partitions []int) (map[int]Watermark, error) {
 	client, done := k.client()
 	defer done()
 	reqs := make([]kafka.OffsetRequest, 0, 2*len(partitions))
@@ -343,6 +360,10 @@ func (k *KafkaGo) Watermarks(ctx context.Context, topic string, partitions []int
 
 // OffsetsAt implements Admin.
 func (k *KafkaGo) OffsetsAt(ctx context.Context, topic string, partitions []int, t time.Time) (map[int]int64, error) {
+	return retried(ctx, func() (map[int]int64, error) { return k.offsetsAt(ctx, topic, partitions, t) })
+}
+
+func (k *KafkaGo) offsetsAt(ctx context.Context, topic string, partitions []int, t time.Time) (map[int]int64, error) {
 	client, done := k.client()
 	defer done()
 	reqs := make([]kafka.OffsetRequest, len(partitions))
@@ -384,11 +405,18 @@ func (k *KafkaGo) OffsetsAt(ctx context.Context, topic string, partitions []int,
 
 // GroupOffsets implements Admin.
 func (k *KafkaGo) GroupOffsets(ctx context.Context, group, topic string, partitions []int) (map[int]int64, error) {
+	return retried(ctx, func() (map[int]int64, error) { return k.groupOffsets(ctx, group, topic, partitions) })
+}
+
+func (k *KafkaGo) groupOffsets(ctx context.Context, group, topic string, partitions []int) (map[int]int64, error) {
 	client, done := k.client()
 	defer done()
 	res, err := client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: partitions}})
 	if err != nil {
 		return nil, err
+	}
+	if errors.Is(res.Error, kafka.GroupIdNotFound) {
+		return map[int]int64{}, nil // a group that never committed has no offsets
 	}
 	if res.Error != nil {
 		return nil, res.Error
@@ -400,6 +428,26 @@ func (k *KafkaGo) GroupOffsets(ctx context.Context, group, topic string, partiti
 		}
 	}
 	return out, nil
+}
+
+// retried runs a read-only admin request again while Kafka answers with an error it calls retriable (a
+// partition whose leader is still being elected right after the topic was created, a coordinator loading), until
+// ctx ends.
+func retried[T any](ctx context.Context, request func() (T, error)) (T, error) {
+	backoff := 20 * time.Millisecond
+	for {
+		v, err := request()
+		var kerr kafka.Error
+		if err == nil || !errors.As(err, &kerr) || !kerr.Temporary() {
+			return v, err
+		}
+		select {
+		case <-time.After(backoff):
+			backoff = min(2*backoff, 500*time.Millisecond)
+		case <-ctx.Done():
+			return v, err
+		}
+	}
 }
 
 // JoinGroup implements Consumers.
@@ -436,10 +484,10 @@ func (k *KafkaGo) JoinGroup(groupID string, topics []string) GroupMember {
 
 // ReadPartition implements Consumers.
 func (k *KafkaGo) ReadPartition(topic string, partition int, offset int64) PartitionReader {
-	t := &kafka.Transport{ClientID: k.cfg.ClientID, DialTimeout: k.cfg.ConnectTimeout}
+	t := k.newTransport()
 	return &fetcher{
 		client:    &kafka.Client{Addr: kafka.TCP(k.cfg.Brokers...), Transport: t, Timeout: k.cfg.RequestTimeout},
-		transport: t,
+		transport: t.Transport,
 		topic:     topic,
 		partition: partition,
 		offset:    offset,

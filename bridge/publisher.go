@@ -21,8 +21,9 @@ type pending struct {
 // Publisher buffers one session's publishes and writes them to Kafka in batches: when mq_limit are waiting, when
 // mq_interval has passed since the first of them arrived, at once when mq_interval is 0, and when the session
 // closes. At most one flush runs at a time, so a session's records keep their order; records that arrive during
-// a flush go into the next one. The buffer never holds more than mq_limit records: Add blocks until a flush makes
-// room, which stops the session reading its socket (TCP backpressure to the client).
+// a flush go into the next one. The buffer never holds more than mq_limit records nor more than max_buffer_bytes:
+// Add blocks until a flush makes room, which stops the session reading its socket (TCP backpressure to the
+// client).
 type Publisher struct {
 	producer Producer
 	cfg      ProducerConfig
@@ -37,6 +38,7 @@ type Publisher struct {
 
 	mu       sync.Mutex
 	buf      []pending
+	bufBytes int64
 	due      bool          // the buffer should be flushed as soon as possible
 	flushing bool          // a flush goroutine is running
 	timer    *time.Timer   // created on the first publish with mq_interval > 0
@@ -58,7 +60,7 @@ func (p *Publisher) Add(ctx context.Context, rec Record, req requestRef, receipt
 		return fmt.Errorf("%w: %d bytes, more than max_message_bytes %d", ErrMessageTooLarge, size-recordOverhead, p.cfg.MaxMessageBytes)
 	}
 	p.mu.Lock()
-	for len(p.buf) >= p.cfg.MQLimit {
+	for len(p.buf) >= p.cfg.MQLimit || len(p.buf) > 0 && p.bufBytes+int64(size) > p.cfg.MaxBufferBytes {
 		if p.room == nil {
 			p.room = make(chan struct{})
 		}
@@ -73,8 +75,9 @@ func (p *Publisher) Add(ctx context.Context, rec Record, req requestRef, receipt
 	}
 	defer p.mu.Unlock()
 	p.buf = append(p.buf, pending{record: rec, req: req, receipt: receipt})
+	p.bufBytes += int64(size)
 	switch {
-	case p.cfg.MQInterval == 0 || len(p.buf) >= p.cfg.MQLimit:
+	case p.cfg.MQInterval == 0 || len(p.buf) >= p.cfg.MQLimit || p.bufBytes >= p.cfg.MaxBufferBytes:
 		p.due = true
 		p.startFlushLocked()
 	case len(p.buf) == 1 && p.timer == nil:
@@ -113,6 +116,7 @@ func (p *Publisher) flushLoop() {
 		}
 		batch := p.buf
 		p.buf = make([]pending, 0, min(len(batch), p.cfg.MQLimit))
+		p.bufBytes = 0
 		p.due = false
 		if p.timer != nil {
 			p.timer.Stop()
@@ -133,9 +137,17 @@ func (p *Publisher) write(batch []pending) {
 		records[i] = batch[i].record
 	}
 	ctx, cancel := context.WithTimeout(p.ctx, p.timeout)
+	start := time.Now()
 	results := p.producer.Produce(ctx, records)
 	cancel()
+	metrics.flushRecords.Observe(float64(len(records)))
+	metrics.produceSeconds.Observe(time.Since(start).Seconds())
 	for i, err := range results {
+		result := "acknowledged"
+		if err != nil {
+			result = "failed"
+		}
+		countPublish(p.cfg.TopicLabels, records[i].Topic, result)
 		if err != nil || batch[i].receipt {
 			p.done(batch[i].req, &records[i], batch[i].receipt, err)
 		}

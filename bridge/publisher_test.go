@@ -59,7 +59,7 @@ type failure struct {
 func newTestPublisher(p Producer, limit int, interval time.Duration) (*Publisher, func() []failure) {
 	var mu sync.Mutex
 	var failures []failure
-	pub := newPublisher(p, ProducerConfig{MQLimit: limit, MQInterval: interval, MaxMessageBytes: 1 << 20}, time.Minute,
+	pub := newPublisher(p, ProducerConfig{MQLimit: limit, MQInterval: interval, MaxMessageBytes: 1 << 20, MaxBufferBytes: 1 << 30}, time.Minute,
 		func(ref requestRef, rec *Record, _ bool, err error) {
 			mu.Lock()
 			failures = append(failures, failure{string(ref.id), rec.Topic, err})
@@ -229,7 +229,7 @@ func TestPublisherReportsFailuresPerRecord(t *testing.T) {
 
 func TestPublisherRefusesOversizedRecords(t *testing.T) {
 	prod := &recordingProducer{}
-	pub := newPublisher(prod, ProducerConfig{MQLimit: 10, MQInterval: 0, MaxMessageBytes: 1000}, time.Minute,
+	pub := newPublisher(prod, ProducerConfig{MQLimit: 10, MQInterval: 0, MaxMessageBytes: 1000, MaxBufferBytes: 1 << 20}, time.Minute,
 		func(requestRef, *Record, bool, error) {})
 	defer pub.Close(time.Second)
 	err := pub.Add(t.Context(), Record{Topic: "t", Value: make([]byte, 1000)}, requestRef{}, false)

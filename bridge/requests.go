@@ -26,6 +26,13 @@ func (s *Session) handle(frame []byte) {
 }
 
 func (s *Session) do(req *protocol.Request) {
+	if max := s.hub.cfg.Limits.MaxTopics; max > 0 && len(req.Topics) > max {
+		s.replyError(req, &protocol.Error{
+			Code:    protocol.CodeInvalidPayload,
+			Message: fmt.Sprintf("the request names %d topics; this route allows at most %d per request", len(req.Topics), max),
+		})
+		return
+	}
 	switch req.Op {
 	case protocol.OpPublish:
 		s.publish(req)
@@ -44,12 +51,53 @@ func (s *Session) do(req *protocol.Request) {
 	case protocol.OpAck:
 		s.ack(req)
 	case protocol.OpHealth:
-		s.reply(req, s.hub.health())
+		health := s.hub.health(s)
+		if req.Kafka {
+			ctx, cancel := s.kafkaCtx()
+			health.Kafka = &protocol.KafkaHealth{Reachable: true}
+			if err := s.hub.kafka.Ping(ctx); err != nil {
+				health.Kafka = &protocol.KafkaHealth{Error: replyError("asking Kafka for metadata", err).Message}
+			}
+			cancel()
+		}
+		s.reply(req, health)
 	}
+}
+
+// forbid answers a request naming topics (or groups) the client's access does not allow, and reports whether
+// it did; nothing reaches Kafka then.
+func (s *Session) forbid(req *protocol.Request, what string, patterns func(*Access) []string, names ...string) bool {
+	denied := s.client.Access.denied(patterns, names)
+	if len(denied) == 0 {
+		return false
+	}
+	s.replyError(req, &protocol.Error{
+		Code:    protocol.CodeForbidden,
+		Message: fmt.Sprintf("not allowed to %s %s", what, strings.Join(denied, ", ")),
+	})
+	return true
 }
 
 func (s *Session) publish(req *protocol.Request) {
 	p := &req.Publish
+	topicLabels := s.hub.cfg.TopicLabels
+	if s.forbid(req, "publish to", publishPatterns, p.Topic) {
+		countPublish(topicLabels, p.Topic, "forbidden")
+		return
+	}
+	if l := s.hub.cfg.Limits; l.PublishRate > 0 || l.PublishBytesRate > 0 {
+		if s.limiter == nil {
+			s.limiter = newPublishLimiter(l, s.hub.cfg.Producer.MaxMessageBytes)
+		}
+		if !s.limiter.allow(time.Now(), len(p.Key)+len(p.Value)) {
+			countPublish(topicLabels, p.Topic, "rate_limited")
+			s.replyError(req, &protocol.Error{
+				Code:    protocol.CodeRateLimited,
+				Message: fmt.Sprintf("publishing faster than this route allows (%g messages, %d bytes per second); the message was not sent", l.PublishRate, l.PublishBytesRate),
+			})
+			return
+		}
+	}
 	rec := Record{Topic: p.Topic, Partition: int(p.Partition), Key: p.Key, Value: p.Value}
 	if p.Time >= 0 {
 		rec.Time = time.UnixMilli(p.Time)
@@ -59,11 +107,14 @@ func (s *Session) publish(req *protocol.Request) {
 	}
 	receipt := req.Ack || s.hub.cfg.Producer.Receipts
 	if err := s.publisher.Add(s.ctx, rec, refOf(req), receipt); err != nil {
+		countPublish(topicLabels, p.Topic, "failed")
 		if errors.Is(err, context.Canceled) {
 			err = ErrShuttingDown
 		}
 		s.replyError(req, replyError("publishing to "+rec.Topic, err))
+		return
 	}
+	countPublish(topicLabels, p.Topic, "accepted")
 }
 
 // published answers one flushed publish: an error reply when Kafka did not take it, a receipt when one was asked.
@@ -86,6 +137,9 @@ func (s *Session) kafkaCtx() (context.Context, context.CancelFunc) {
 }
 
 func (s *Session) createTopics(req *protocol.Request) {
+	if s.forbid(req, "create", createPatterns, req.Topics...) {
+		return
+	}
 	ctx, cancel := s.kafkaCtx()
 	defer cancel()
 	specs := make([]TopicSpec, len(req.Create))
@@ -136,7 +190,7 @@ func (s *Session) replyPerTopic(req *protocol.Request, verb string, names []stri
 		s.reply(req, results)
 		return
 	}
-	s.send(outFrame{data: protocol.ErrorReplyWith(s.nextFrameID(), req, first, map[string]any{"topics": results})})
+	s.send(dataFrame(protocol.ErrorReplyWith(s.nextFrameID(), req, first, map[string]any{"topics": results})))
 }
 
 func (s *Session) deleteTopics(req *protocol.Request) {
@@ -145,6 +199,9 @@ func (s *Session) deleteTopics(req *protocol.Request) {
 			Code:    protocol.CodeForbidden,
 			Message: "topic/delete is disabled on this route (enable it with topics { allow_delete })",
 		})
+		return
+	}
+	if s.forbid(req, "delete", deletePatterns, req.Topics...) {
 		return
 	}
 	ctx, cancel := s.kafkaCtx()
@@ -167,7 +224,10 @@ func (s *Session) listTopics(req *protocol.Request) {
 	}
 	names := make([]string, 0, len(topics))
 	for name := range topics {
-		names = append(names, name)
+		// list shows only what the client may see.
+		if a := s.client.Access; a == nil || allows(a.List, name) {
+			names = append(names, name)
+		}
 	}
 	slices.Sort(names)
 	list := make([]protocol.TopicPartition, 0, len(names))
@@ -182,6 +242,12 @@ func (s *Session) listTopics(req *protocol.Request) {
 // describeTopics answers partitions with their leader and watermarks, and for a named group its committed
 // offsets and lag.
 func (s *Session) describeTopics(req *protocol.Request) {
+	if s.forbid(req, "describe", describePatterns, req.Topics...) {
+		return
+	}
+	if req.Group != "" && req.Group != s.hub.cfg.Consumer.GroupID && s.forbid(req, "read the offsets of group", groupPatterns, req.Group) {
+		return
+	}
 	ctx, cancel := s.kafkaCtx()
 	defer cancel()
 	topics, err := s.hub.kafka.Topics(ctx, req.Topics)
@@ -243,6 +309,13 @@ func absent[V any](names []string, found map[string]V) []string {
 // empties the member's whole assignment (segmentio/kafka-go#1314). A group subscription answers once it has
 // joined its group and fixed its start offsets; a broadcast one once its streams are positioned.
 func (s *Session) subscribe(req *protocol.Request) {
+	if s.forbid(req, "subscribe to", subscribePatterns, req.Topics...) {
+		return
+	}
+	// The route's default group is the operator's choice, allowed to every client of the route.
+	if req.Group != "" && req.Group != s.hub.cfg.Consumer.GroupID && s.forbid(req, "join consumer group", groupPatterns, req.Group) {
+		return
+	}
 	s.stopSubscription()
 	ctx, cancel := s.kafkaCtx()
 	defer cancel()
@@ -322,6 +395,7 @@ func (s *Session) subscribeBroadcast(ctx context.Context, req *protocol.Request,
 	s.sub = sub
 	s.subMu.Unlock()
 	s.reply(req, req.Topics)
+	sub.release()
 }
 
 // unsubscribe ends the subscription, or with p.t only its subscription to those topics: a group member then

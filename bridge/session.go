@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,13 +31,16 @@ func (r requestRef) request() *protocol.Request {
 	return &protocol.Request{ID: r.id, Type: r.typ, Action: r.action}
 }
 
-// outFrame is one text frame for the writer: data, or a prepared message encoded once for many sockets.
-// written, when set, runs on the writer goroutine once the frame is on the socket; it must not block.
+// outFrame is one text frame for the writer: data, or a prepared message encoded once for many sockets, of size
+// bytes. written, when set, runs on the writer goroutine once the frame is on the socket; it must not block.
 type outFrame struct {
 	data     []byte
 	prepared *websocket.PreparedMessage
+	size     int64
 	written  func()
 }
+
+func dataFrame(data []byte) outFrame { return outFrame{data: data, size: int64(len(data))} }
 
 // outQueueFrames bounds the frames waiting for a socket's writer. A full queue blocks whoever sends: the reader
 // (replies) stops reading, a subscription stops fetching.
@@ -48,12 +52,14 @@ type Session struct {
 	hub    *Hub
 	conn   *websocket.Conn
 	num    uint64
+	client Client
 	logger *zap.Logger
 
 	ctx    context.Context // ends when the session starts closing
 	cancel context.CancelFunc
 
 	out       chan outFrame
+	queued    byteBudget    // bytes of the frames in out and being written
 	writerEnd chan struct{} // closed by stopWriter: drain, send the close frame, return
 	writerOut chan struct{} // closed when the writer has returned
 	// writerBroken is closed when a write failed: frames still queued are dropped, never written.
@@ -62,6 +68,10 @@ type Session struct {
 	peerGone     atomic.Bool  // the peer sent a close frame or the socket failed: send no close frame
 
 	publisher *Publisher
+	// lastActive is when the client last sent anything, pongs included (unix nanoseconds), for keepalive.
+	lastActive atomic.Int64
+	// limiter bounds publishes; made on the first publish, so idle sockets carry none.
+	limiter *publishLimiter
 
 	subMu sync.Mutex
 	sub   subscription // nil when not subscribed
@@ -75,12 +85,18 @@ type subscription interface {
 	stop(timeout time.Duration)
 }
 
-func newSession(h *Hub, conn *websocket.Conn, num uint64) *Session {
+func newSession(h *Hub, conn *websocket.Conn, num uint64, client Client) *Session {
+	fields := []zap.Field{zap.Uint64("ws", num), zap.String("remote", conn.RemoteAddr().String())}
+	if client.Identity != "" {
+		fields = append(fields, zap.String("identity", client.Identity))
+	}
 	s := &Session{
 		hub:       h,
 		conn:      conn,
 		num:       num,
-		logger:    h.logger.With(zap.Uint64("ws", num), zap.String("remote", conn.RemoteAddr().String())),
+		client:    client,
+		logger:    h.logger.With(fields...),
+		queued:    byteBudget{max: h.cfg.Limits.MaxQueueBytes},
 		out:       make(chan outFrame, outQueueFrames),
 		writerEnd: make(chan struct{}),
 		writerOut: make(chan struct{}),
@@ -90,7 +106,42 @@ func newSession(h *Hub, conn *websocket.Conn, num uint64) *Session {
 	s.ctx, s.cancel = context.WithCancel(h.ctx)
 	s.closeCode.Store(websocket.CloseNormalClosure)
 	s.publisher = newPublisher(h.kafka, h.cfg.Producer, h.cfg.RequestTimeout, s.published)
+	// A larger frame makes gorilla close the socket with 1009, message too big (RFC 6455 §7.4.1).
+	conn.SetReadLimit(h.cfg.Limits.MaxFrameBytes)
+	s.touch()
+	conn.SetPongHandler(func(string) error { s.touch(); return nil })
+	conn.SetPingHandler(func(data string) error {
+		s.touch()
+		// What gorilla's default handler does: answer, ignoring a socket already closing.
+		err := conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(h.cfg.WriteTimeout))
+		if errors.Is(err, websocket.ErrCloseSent) {
+			return nil
+		}
+		var netErr net.Error
+		if errors.As(err, &netErr) && netErr.Timeout() {
+			return nil
+		}
+		return err
+	})
 	return s
+}
+
+func (s *Session) touch() { s.lastActive.Store(time.Now().UnixNano()) }
+
+// keepalive pings the socket when it has been quiet for interval, and closes it when it has been quiet for
+// interval plus timeout: its peer is gone. The hub calls it for every socket from one ticker, so idle sockets
+// need no timer of their own.
+func (s *Session) keepalive(now time.Time, interval, timeout time.Duration) {
+	quiet := now.Sub(time.Unix(0, s.lastActive.Load()))
+	switch {
+	case quiet >= interval+timeout:
+		s.logger.Info("closing a socket whose peer stopped answering pings", zap.Duration("quiet", quiet))
+		metrics.slowCloses.WithLabelValues("dead_peer").Inc()
+		s.peerGone.Store(true)
+		s.conn.Close()
+	case quiet >= interval:
+		s.conn.WriteControl(websocket.PingMessage, nil, now.Add(s.hub.cfg.WriteTimeout))
+	}
 }
 
 // run serves the session until the socket closes or the hub closes it; every part has ended when it returns.
@@ -117,6 +168,7 @@ func (s *Session) readLoop() (requests uint64) {
 	for {
 		// Binary frames are read like text: the original parsed whatever arrived as JSON.
 		_, frame, err := s.conn.ReadMessage()
+		s.touch()
 		if err != nil {
 			var closeErr *websocket.CloseError
 			if errors.As(err, &closeErr) {
@@ -128,6 +180,8 @@ func (s *Session) readLoop() (requests uint64) {
 			return requests
 		}
 		requests++
+		metrics.framesIn.Inc()
+		metrics.bytesIn.Add(float64(len(frame)))
 		s.handle(frame)
 	}
 }
@@ -142,42 +196,46 @@ func reserveFrameIDs(n int) uint64 { return frameIDs.Add(uint64(n)) - uint64(n) 
 func (s *Session) nextFrameID() uint64 { return reserveFrameIDs(1) }
 
 func (s *Session) reply(req *protocol.Request, payload any) {
-	s.send(outFrame{data: protocol.Reply(s.nextFrameID(), req, payload)})
+	s.send(dataFrame(protocol.Reply(s.nextFrameID(), req, payload)))
 }
 
 func (s *Session) replyError(req *protocol.Request, perr *protocol.Error) {
-	s.send(outFrame{data: protocol.ErrorReply(s.nextFrameID(), req, perr)})
+	s.send(dataFrame(protocol.ErrorReply(s.nextFrameID(), req, perr)))
 }
 
-// send queues a frame for the writer, waiting while the queue is full. It reports false when the writer has
-// ended and the frame was dropped.
+// send queues a frame for the writer, waiting while the queue is full (in frames or in bytes). It reports false
+// when the writer has ended and the frame was dropped.
 func (s *Session) send(f outFrame) bool {
-	select {
-	case s.out <- f:
-		return true
-	case <-s.writerOut:
-		return false
-	}
-}
-
-// offer queues a frame only if the queue has room; a broadcast never waits for one socket.
-func (s *Session) offer(f outFrame) bool {
-	select {
-	case s.out <- f:
-		return true
-	default:
-		return false
-	}
+	return s.sendCtx(context.Background(), f)
 }
 
 // sendCtx is send for senders that must also give up when ctx ends (a subscription whose generation ended).
 func (s *Session) sendCtx(ctx context.Context, f outFrame) bool {
+	if !s.queued.take(ctx, s.writerOut, f.size) {
+		return false
+	}
 	select {
 	case s.out <- f:
+		metrics.queuedBytes.Add(float64(f.size))
 		return true
 	case <-s.writerOut:
-		return false
 	case <-ctx.Done():
+	}
+	s.queued.give(f.size)
+	return false
+}
+
+// offer queues a frame only if the queue has room; a broadcast never waits for one socket.
+func (s *Session) offer(f outFrame) bool {
+	if !s.queued.tryTake(f.size) {
+		return false
+	}
+	select {
+	case s.out <- f:
+		metrics.queuedBytes.Add(float64(f.size))
+		return true
+	default:
+		s.queued.give(f.size)
 		return false
 	}
 }
@@ -188,6 +246,10 @@ func (s *Session) writeLoop() {
 	defer close(s.writerOut)
 	broken := false
 	write := func(f outFrame) {
+		defer func() {
+			s.queued.give(f.size)
+			metrics.queuedBytes.Sub(float64(f.size))
+		}()
 		if broken {
 			return
 		}
@@ -199,6 +261,11 @@ func (s *Session) writeLoop() {
 			err = s.conn.WriteMessage(websocket.TextMessage, f.data)
 		}
 		if err != nil {
+			var netErr net.Error
+			if errors.As(err, &netErr) && netErr.Timeout() {
+				metrics.slowCloses.WithLabelValues("write_timeout").Inc()
+				s.logger.Info("closing a socket that took no data for write_timeout", zap.Duration("write_timeout", s.hub.cfg.WriteTimeout))
+			}
 			broken = true
 			close(s.writerBroken)
 			s.peerGone.Store(true)
@@ -206,6 +273,8 @@ func (s *Session) writeLoop() {
 			s.cancel()
 			return
 		}
+		metrics.framesOut.Inc()
+		metrics.bytesOut.Add(float64(f.size))
 		if f.written != nil {
 			f.written()
 		}

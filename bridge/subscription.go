@@ -14,9 +14,10 @@ import (
 	"github.com/wskafka/wskafka/protocol"
 )
 
-// fetchQueueRecords bounds the records fetched but not yet batched, per subscription. When the socket is slow the
-// queue fills and the partition readers stop fetching.
-const fetchQueueRecords = 1024
+// fetchQueueRecords bounds the records fetched but not yet batched, per subscription, as the limits'
+// max_queue_bytes bounds their bytes. When the socket is slow the queue fills and the partition readers stop
+// fetching.
+const fetchQueueRecords = 256
 
 // subscribeOptions are a subscription's settings: the route's, with what the subscribe request chose.
 type subscribeOptions struct {
@@ -120,6 +121,7 @@ func (sub *Subscription) run() {
 			sub.logger.Warn("consumer group error", zap.Error(err))
 			continue
 		}
+		metrics.rebalances.Inc()
 		offsets, err := sub.startOffsets(ctx, gen, !replied)
 		if err != nil {
 			// Leaving the generation makes kafka-go rejoin; the next generation tries again.
@@ -221,12 +223,13 @@ func pick(which int64, mark Watermark) int64 {
 // runGeneration starts the generation's readers and its deliverer; they run until the generation ends.
 func (sub *Subscription) runGeneration(gen Generation, offsets map[string]map[int]int64) {
 	records := make(chan Record, fetchQueueRecords)
+	fetched := &byteBudget{max: sub.session.hub.cfg.Limits.MaxQueueBytes}
 	for topic, parts := range offsets {
 		for partition, offset := range parts {
-			gen.Start(func(ctx context.Context) { sub.readPartition(ctx, topic, partition, offset, records) })
+			gen.Start(func(ctx context.Context) { sub.readPartition(ctx, topic, partition, offset, records, fetched) })
 		}
 	}
-	d := &deliverer{sub: sub, gen: gen, records: records, written: make(chan struct{}, 1)}
+	d := &deliverer{sub: sub, gen: gen, records: records, fetched: fetched, written: make(chan struct{}, 1)}
 	sub.current.Store(d)
 	gen.Start(d.run)
 }
@@ -234,11 +237,11 @@ func (sub *Subscription) runGeneration(gen Generation, offsets map[string]map[in
 // readPartition feeds one partition's records to the deliverer until the generation ends. A reader error ends
 // this function, and with it the generation: kafka-go then rejoins and the next generation starts afresh from
 // the committed offsets.
-func (sub *Subscription) readPartition(ctx context.Context, topic string, partition int, offset int64, records chan<- Record) {
+func (sub *Subscription) readPartition(ctx context.Context, topic string, partition int, offset int64, records chan<- Record, fetched *byteBudget) {
 	hub := sub.session.hub
 	for ctx.Err() == nil {
 		reader := hub.kafka.ReadPartition(topic, partition, offset)
-		err := feed(ctx, reader, records, &offset)
+		err := feed(ctx, reader, records, fetched, &offset, hub.lagGauge(topic))
 		reader.Close()
 		if ctx.Err() != nil {
 			return
@@ -259,20 +262,39 @@ func (sub *Subscription) readPartition(ctx context.Context, topic string, partit
 	}
 }
 
-// feed passes what reader fetches to records until ctx ends or the reader fails, keeping offset at the next one.
-func feed(ctx context.Context, reader PartitionReader, records chan<- Record, offset *int64) error {
+// feed passes what reader fetches to records until ctx ends or the reader fails, keeping offset at the next one
+// and lag at what the reader is behind. With a budget, each record's bytes are taken from it first; the receiver
+// gives them back.
+func feed(ctx context.Context, reader PartitionReader, records chan<- Record, budget *byteBudget, offset *int64, lag *lagGauge) error {
+	defer lag.set(0)
 	for {
 		rec, err := reader.Fetch(ctx)
 		if err != nil {
 			return err
 		}
+		lag.set(rec.HighWatermark - rec.Offset - 1)
+		if budget != nil && !budget.take(ctx, nil, recordSize(&rec)) {
+			return ctx.Err()
+		}
 		select {
 		case records <- rec:
 			*offset = rec.Offset + 1
 		case <-ctx.Done():
+			if budget != nil {
+				budget.give(recordSize(&rec))
+			}
 			return ctx.Err()
 		}
 	}
+}
+
+// recordSize is what a record weighs against a byte budget.
+func recordSize(r *Record) int64 {
+	n := len(r.Key) + len(r.Value)
+	for _, h := range r.Headers {
+		n += len(h.Key) + len(h.Value)
+	}
+	return int64(n)
 }
 
 // deliverer batches one generation's records into notification frames and commits what the socket took (or,
@@ -281,18 +303,22 @@ type deliverer struct {
 	sub     *Subscription
 	gen     Generation
 	records <-chan Record
+	fetched *byteBudget // bytes of records fetched and not yet encoded
 
-	batch []Record
+	batch      []Record
+	batchBytes int64
 
 	inflight atomic.Int64 // frames handed to the writer and not yet written
+	// outstanding counts, with client commits, the notifications handed to the writer and not yet acknowledged.
+	outstanding atomic.Int64
 
 	mu        sync.Mutex
 	committed map[string]map[int]int64 // next offsets to commit: written, or acknowledged
-	unacked   []delivered              // client commits: written, not yet acknowledged, in delivery order
+	unacked   []delivered              // client commits: handed to the writer, not yet acknowledged, in order
 	written   chan struct{}            // signalled (never blocking) when a frame is written or an ack arrives
 }
 
-// delivered is one notification written to the socket and awaiting the client's acknowledgement.
+// delivered is one notification sent to the client and awaiting its acknowledgement.
 type delivered struct {
 	id        uint64
 	topic     string
@@ -319,23 +345,33 @@ func (d *deliverer) run(ctx context.Context) {
 		d.commit()
 	}()
 	for {
-		// A client-commit subscription with too much unacknowledged stops taking records until acks arrive.
-		records := d.records
-		if opts.clientCommit && d.unackedCount() >= d.sub.session.hub.cfg.Consumer.MaxUnacked {
-			records = nil
+		// A client-commit subscription takes no more records than max_unacked leaves room for, and none at the
+		// bound, until acknowledgements arrive.
+		records, limit := d.records, opts.limit
+		if opts.clientCommit {
+			room := d.sub.session.hub.cfg.Consumer.MaxUnacked - int(d.outstanding.Load()) - len(d.batch)
+			limit = min(limit, len(d.batch)+max(room, 0))
+			if room <= 0 {
+				records = nil
+			}
 		}
 		select {
 		case rec := <-records:
+			before := len(d.batch)
 			d.batch = append(d.batch, rec)
 			if opts.interval == 0 {
-				d.batch = drainReady(d.records, d.batch, opts.limit)
+				d.batch = drainReady(d.records, d.batch, limit)
+			}
+			for i := before; i < len(d.batch); i++ {
+				d.batchBytes += recordSize(&d.batch[i])
 			}
 			switch {
-			case opts.interval == 0 || len(d.batch) >= opts.limit:
+			// A frame is cut at half the queue's bytes, so that it fits the socket's queue beside others.
+			case opts.interval == 0 || len(d.batch) >= limit || d.batchBytes >= d.fetched.max/2:
 				if !d.deliver(ctx) {
 					return
 				}
-			case len(d.batch) == 1:
+			case before == 0:
 				if flushTimer == nil {
 					flushTimer = time.NewTimer(opts.interval)
 				} else {
@@ -407,14 +443,30 @@ func (d *deliverer) deliver(ctx context.Context) bool {
 		next[rec.Topic][rec.Partition] = rec.Offset + 1
 	}
 	frame := protocol.AppendNotifications(nil, notes)
+	count := d.sub.session.hub.countDelivered(d.batch)
 	d.batch = d.batch[:0]
-	written := func() { d.markWritten(next) }
+	d.fetched.give(d.batchBytes)
+	d.batchBytes = 0
+	written := func() { d.markWritten(next); count() }
 	if sent != nil {
-		written = func() { d.markUnacked(sent) }
+		// Awaiting acknowledgement from now, not from when the writer is done: the client may acknowledge the
+		// moment it reads the frame, before the writer goroutine has moved on.
+		d.mu.Lock()
+		d.unacked = append(d.unacked, sent...)
+		d.mu.Unlock()
+		d.outstanding.Add(int64(len(sent)))
+		written = func() { d.frameWritten(); count() }
 	}
 	d.inflight.Add(1)
-	if !d.sub.session.sendCtx(ctx, outFrame{data: frame, written: written}) {
+	if !d.sub.session.sendCtx(ctx, outFrame{data: frame, size: int64(len(frame)), written: written}) {
 		d.inflight.Add(-1)
+		if sent != nil {
+			// Never written, so never acknowledged: they go back to the partitions' next owner.
+			d.mu.Lock()
+			d.unacked = slices.DeleteFunc(d.unacked, func(n delivered) bool { return n.id >= sent[0].id })
+			d.mu.Unlock()
+			d.outstanding.Add(-int64(len(sent)))
+		}
 		return false
 	}
 	return true
@@ -448,11 +500,8 @@ func (d *deliverer) markWritten(next map[string]map[int]int64) {
 	d.signal()
 }
 
-// markUnacked runs on the writer goroutine: with client commits, a written frame awaits acknowledgement.
-func (d *deliverer) markUnacked(sent []delivered) {
-	d.mu.Lock()
-	d.unacked = append(d.unacked, sent...)
-	d.mu.Unlock()
+// frameWritten runs on the writer goroutine once a client-commit frame is on the socket.
+func (d *deliverer) frameWritten() {
 	d.inflight.Add(-1)
 	d.signal()
 }
@@ -476,12 +525,6 @@ func (d *deliverer) signal() {
 	case d.written <- struct{}{}:
 	default:
 	}
-}
-
-func (d *deliverer) unackedCount() int {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return len(d.unacked)
 }
 
 // ack acknowledges delivered notifications: every one up to and including the notification id, or every one of
@@ -512,6 +555,7 @@ func (d *deliverer) ack(target protocol.AckTarget) {
 	d.mergeLocked(next)
 	d.mu.Unlock()
 	if count > 0 {
+		d.outstanding.Add(-int64(count))
 		d.signal()
 	}
 }

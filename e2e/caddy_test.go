@@ -34,6 +34,10 @@ type caddyOptions struct {
 	groupID string
 	// wskafka are extra lines for the wskafka block.
 	wskafka string
+	// brokers replace the suite's brokers (the SASL_SSL listener's address).
+	brokers []string
+	// env is added to Caddy's environment, for {env.*} placeholders.
+	env []string
 }
 
 // caddyServer is one Caddy subprocess with its own Caddyfile, storage and log in the test's temp dir.
@@ -127,11 +131,15 @@ func startCaddy(t *testing.T, opts caddyOptions) *caddyServer {
 }
 
 func (c *caddyServer) start(opts caddyOptions) error {
+	addrs := brokers
+	if opts.brokers != nil {
+		addrs = opts.brokers
+	}
 	var caddyfile bytes.Buffer
 	err := caddyfileTemplate.Execute(&caddyfile, map[string]any{
 		"TLS":     opts.tls,
 		"Port":    c.port,
-		"Brokers": strings.Join(brokers, " "),
+		"Brokers": strings.Join(addrs, " "),
 		"GroupID": opts.groupID,
 		"Extra":   opts.wskafka,
 		// E2E_CADDY_DEBUG=1 logs at debug level (kafka-go's own log included) for post-mortems.
@@ -158,6 +166,7 @@ func (c *caddyServer) start(opts caddyOptions) error {
 		"XDG_DATA_HOME="+c.dataDir,
 		"XDG_CONFIG_HOME="+filepath.Join(c.dir, "config"),
 	)
+	c.cmd.Env = append(c.cmd.Env, opts.env...)
 	c.cmd.Stdout, c.cmd.Stderr = logFile, logFile
 	c.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := c.cmd.Start(); err != nil {

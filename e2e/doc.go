@@ -19,6 +19,9 @@
 //
 //	eval "$(scripts/kafka up)" && KAFKA_BROKERS=$KAFKA_BROKERS go test -count=1 ./e2e/; scripts/kafka down
 //
+// TestSASL needs the broker's SASL_SSL listener as well (KAFKA_SASL_BROKERS, KAFKA_CA, KAFKA_SASL_USERNAME and
+// KAFKA_SASL_PASSWORD, exported by `set -a; eval "$(KAFKA_SASL=1 scripts/kafka up)"`); without it, it skips.
+//
 // It needs kcat (Debian package kcat), node, and the Node client's dependencies
 // (`npm ci --prefix e2e/node`). Without kcat or the Node dependencies the tests that need them skip, unless the
 // environment variable CI is set, where they fail. With -short the whole suite skips.

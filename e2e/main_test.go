@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -145,11 +146,34 @@ func newRunID() string {
 	return time.Now().UTC().Format("150405") + "-" + hex.EncodeToString(b)
 }
 
-// uniqueName returns a topic or group name unique to this run and test.
+// uniqueName returns a topic or group name unique to this run and test, and to this repetition of the test
+// under -count: a real broker keeps what an earlier repetition wrote.
 func uniqueName(t *testing.T, what string) string {
 	t.Helper()
 	name := strings.NewReplacer("/", "-", "_", "-").Replace(t.Name())
+	if n := repetition(t); n > 0 {
+		name += fmt.Sprintf("-r%d", n)
+	}
 	return fmt.Sprintf("e2e-%s-%s-%s", runID, strings.ToLower(name), what)
+}
+
+// repetitions numbers the tests that share a name: 0 for the first, 1 for its first repetition under -count, ….
+var repetitions = struct {
+	sync.Mutex
+	of     map[*testing.T]int
+	byName map[string]int
+}{of: map[*testing.T]int{}, byName: map[string]int{}}
+
+func repetition(t *testing.T) int {
+	repetitions.Lock()
+	defer repetitions.Unlock()
+	n, ok := repetitions.of[t]
+	if !ok {
+		n = repetitions.byName[t.Name()]
+		repetitions.byName[t.Name()]++
+		repetitions.of[t] = n
+	}
+	return n
 }
 
 // xcaddyBuild is `xcaddy build` running in the background; wait returns its binary.

@@ -52,6 +52,8 @@ type notification struct {
 	ID json.Number `json:"id"`
 	T  string      `json:"t"`
 	P  *string     `json:"p"`
+	// raw is the element as sent, for what a subscription with opt-ins adds ("meta": true).
+	raw json.RawMessage
 }
 
 // wsClient is a gorilla/websocket client of the protocol. Notifications that arrive while it waits for a reply are
@@ -122,9 +124,16 @@ func (c *wsClient) readFrame(deadline time.Time) (*reply, error) {
 	}
 	trimmed := bytes.TrimSpace(frame)
 	if len(trimmed) > 0 && trimmed[0] == '[' {
-		var batch []notification
-		if err := json.Unmarshal(frame, &batch); err != nil {
+		var elems []json.RawMessage
+		if err := json.Unmarshal(frame, &elems); err != nil {
 			return nil, fmt.Errorf("%s: notification frame %q: %w", c.name, frame, err)
+		}
+		batch := make([]notification, len(elems))
+		for i, e := range elems {
+			if err := json.Unmarshal(e, &batch[i]); err != nil {
+				return nil, fmt.Errorf("%s: notification %s: %w", c.name, e, err)
+			}
+			batch[i].raw = e
 		}
 		if len(batch) == 0 {
 			return nil, fmt.Errorf("%s: got an empty notification frame, want at least one notification", c.name)

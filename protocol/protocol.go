@@ -53,6 +53,9 @@ const (
 	// CodeForbidden: the route's configuration does not allow this request, such as a topic delete on a route that
 	// does not enable it (reported by the bridge).
 	CodeForbidden = "forbidden"
+	// CodeRateLimited: the socket publishes faster than the route allows; the publish was not sent (reported by
+	// the bridge).
+	CodeRateLimited = "rate_limited"
 	// CodeCancelled: a later request on the same socket replaced this one before it completed (a subscribe
 	// still joining its group when another subscribe or an unsubscribe arrived).
 	CodeCancelled = "cancelled"
@@ -85,6 +88,8 @@ type Request struct {
 	Detailed  bool        // OpCreateTopics: some element of p was an object, so the reply lists per-topic results
 	Subscribe Subscribe   // OpSubscribe: the opt-in options
 	AckOf     AckTarget   // OpAck
+	// Kafka is OpHealth's opt-in "p": {"kafka": true}: the reply also says whether the brokers answer.
+	Kafka bool
 }
 
 // TopicSpec is one topic of a create: a string element is {Name}; an object element is
@@ -241,6 +246,7 @@ func Decode(frame []byte) (req Request, err *Error) {
 		}
 	case "health":
 		op = OpHealth
+		err = decodeHealth(frame, &env, &req)
 	default:
 		return req, errorf(CodeUnknownType, "unknown type %q in t", req.Type)
 	}
@@ -603,6 +609,27 @@ func decodeUnsubscribe(frame []byte, env *envelope, req *Request) *Error {
 	var err *Error
 	req.Topics, err = topicArray(frame, env.pm.t)
 	return err
+}
+
+// decodeHealth reads the opt-in p.kafka of a health request. Any other p is ignored, as the original ignored it.
+func decodeHealth(frame []byte, env *envelope, req *Request) *Error {
+	if !env.p.present() || frame[env.p.start] != '{' {
+		return nil
+	}
+	var p struct {
+		Kafka json.RawMessage `json:"kafka"`
+	}
+	if json.Unmarshal(frame[env.p.start:env.p.end], &p) != nil {
+		return nil
+	}
+	switch string(p.Kafka) {
+	case "", "null", "false":
+	case "true":
+		req.Kafka = true
+	default:
+		return errorf(CodeInvalidPayload, "p.kafka must be a boolean")
+	}
+	return nil
 }
 
 // topicArray reads p.t of a subscribe, an unsubscribe or a describe: a non-empty array of names.

@@ -19,6 +19,14 @@ type TopicPartition struct {
 // Health is the payload of a health reply.
 type Health struct {
 	Consumers []Consumer `json:"consumers"`
+	// Kafka is there only when the request asked for it ("p": {"kafka": true}).
+	Kafka *KafkaHealth `json:"kafka,omitempty"`
+}
+
+// KafkaHealth says whether the route's Kafka cluster answers a metadata request.
+type KafkaHealth struct {
+	Reachable bool   `json:"reachable"`
+	Error     string `json:"error,omitempty"`
 }
 
 // Consumer is one open connection in a health reply.

@@ -350,3 +350,35 @@ func BenchmarkAppendNotificationsMeta(b *testing.B) {
 		buf = AppendNotifications(buf[:0], ns)
 	}
 }
+
+func TestHealthKafkaOptIn(t *testing.T) {
+	tests := []struct {
+		name, frame string
+		want        bool
+		code        string
+	}{
+		{"seed form", `{"id":1,"t":"health"}`, false, ""},
+		{"asked", `{"id":1,"t":"health","p":{"kafka":true}}`, true, ""},
+		{"declined", `{"id":1,"t":"health","p":{"kafka":false}}`, false, ""},
+		{"p not an object is ignored", `{"id":1,"t":"health","p":"x"}`, false, ""},
+		{"wrong type", `{"id":1,"t":"health","p":{"kafka":"yes"}}`, false, CodeInvalidPayload},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, err := Decode([]byte(tt.frame))
+			if tt.code != "" {
+				if err == nil || err.Code != tt.code || !strings.Contains(err.Message, "p.kafka") {
+					t.Fatalf("got %v, want %s naming p.kafka", err, tt.code)
+				}
+				return
+			}
+			if err != nil || req.Kafka != tt.want {
+				t.Fatalf("got kafka %v err %v, want %v", req.Kafka, err, tt.want)
+			}
+		})
+	}
+	got := string(Reply(5, &Request{ID: []byte("1"), Type: "health"}, Health{Kafka: &KafkaHealth{Reachable: true}}))
+	if want := `{"id":5,"refid":1,"t":"health","s":0,"p":{"consumers":[],"kafka":{"reachable":true}}}`; got != want {
+		t.Fatalf("got %s, want %s", got, want)
+	}
+}

@@ -1,5 +1,6 @@
 // conversation.mjs plays the original README's conversation against a wskafka endpoint with the ws package (the
-// library the original server was built on), as an independent client, and checks every reply.
+// library the original server was built on), as an independent client, and checks every reply; then two opt-in
+// extensions: a publish with "ack": true (a receipt) and a batch frame (a JSON array of requests).
 //
 //   node e2e/node/conversation.mjs ws://127.0.0.1:8080/ws
 //   NODE_EXTRA_CA_CERTS=root.crt node e2e/node/conversation.mjs wss://127.0.0.1:8443/ws
@@ -129,6 +130,18 @@ function check(ok, message) {
   if (!ok) throw new Error(message);
 }
 
+// checkReceipt checks a receipt: p is exactly {t, part, offset, ts}, naming the topic, with a timestamp taken
+// after `after` and not in the future.
+function checkReceipt(r, topic, after) {
+  const text = JSON.stringify(r);
+  check(sameList(Object.keys(r.p ?? {}), ["t", "part", "offset", "ts"]), `receipt ${text}: want p with keys t, part, offset, ts`);
+  check(r.p.t === topic, `receipt ${text}: got t ${r.p.t}, want ${topic}`);
+  check(Number.isInteger(r.p.part) && r.p.part >= 0, `receipt ${text}: want a partition >= 0`);
+  check(Number.isInteger(r.p.offset) && r.p.offset >= 0, `receipt ${text}: want an offset >= 0`);
+  // Milliseconds: the bridge stamps the record when it sends it, between the request and the reply.
+  check(Number.isInteger(r.p.ts) && r.p.ts >= after - 1000 && r.p.ts <= Date.now() + 1000, `receipt ${text}: got ts ${r.p.ts}, want about ${after}`);
+}
+
 function sameList(got, want) {
   return JSON.stringify(got) === JSON.stringify(want);
 }
@@ -190,6 +203,29 @@ async function conversation() {
     r = await conn.request({ id: "bad", t: "nope" }, 1);
     check(r.p?.code === "unknown_type", `bad input: got p ${JSON.stringify(r.p)}, want code unknown_type`);
     r = await conn.request({ id: 1502, t: "health" });
+
+    // Opt-in: a publish with "ack": true is answered with a receipt naming where Kafka stored the record.
+    const before = Date.now();
+    r = await conn.request({ id: 1600, t: "notif", a: "create", ack: true, p: { t: topic1, m: "with a receipt", k: "node-key" } });
+    checkReceipt(r, topic1, before);
+
+    // Opt-in: a JSON array of requests is handled as if each had been sent alone, each answered on its own.
+    conn.send([
+      { id: 1601, t: "notif", a: "create", p: { t: topic1, m: "batched", part: r.p.part, ack: true } },
+      { id: "1602", t: "health" },
+    ]);
+    const batched = await conn.next("the reply to batch element 1601", (f) => !Array.isArray(f) && f.refid === 1601);
+    check(batched.frame.s === 0 && batched.frame.t === "notif" && batched.frame.a === "create", `batch: got ${batched.text}, want a receipt`);
+    conn.checkID(batched.frame.id, batched.text);
+    checkReceipt(batched.frame, topic1, before);
+    check(
+      batched.frame.p.part === r.p.part && batched.frame.p.offset === r.p.offset + 1,
+      `batch: got receipt ${batched.text}, want the offset after ${JSON.stringify(r.p)} in the same partition`,
+    );
+    const health = await conn.next("the reply to batch element \"1602\"", (f) => !Array.isArray(f) && f.refid === "1602");
+    check(health.frame.s === 0 && health.frame.t === "health" && Array.isArray(health.frame.p?.consumers), `batch: got ${health.text}, want a health reply`);
+    conn.checkID(health.frame.id, health.text);
+    check(conn.frames.length === 0, `batch: got extra frames ${JSON.stringify(conn.frames.map((f) => f.text))}`);
   } finally {
     conn.close();
   }

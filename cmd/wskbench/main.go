@@ -1,0 +1,250 @@
+// Command wskbench measures a Caddy binary with the wskafka module against Kafka: publish throughput against a raw
+// kafka-go Writer, consume latency, the cost of idle sockets, and fan-out to many subscribers. Every figure is
+// measured in one run on one broker, next to its baseline, because the machine it runs on is rarely quiet.
+//
+//	go build -o caddy ./cmd/caddy
+//	go run ./cmd/wskbench -caddy ./caddy [-brokers host:port,…] [-only produce,consume,idle,fanout] [-out BENCHMARKS.md]
+//
+// Without -brokers (or KAFKA_BROKERS) it starts franz-go's in-process kfake broker, shared by its own Kafka
+// clients and the Caddy processes it starts. It builds nothing; `make bench` builds ./caddy and runs it.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"runtime"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// config is every flag of the tool.
+type config struct {
+	caddyBin   string
+	brokers    []string
+	only       []string
+	out        string
+	plot       string
+	profile    string
+	profileSec int
+	partitions int
+	logDir     string
+
+	// produce
+	conns    int
+	messages int
+	size     int
+	rounds   int
+
+	// consume
+	rates    []int
+	duration time.Duration
+
+	// idle
+	idleSockets int
+	idleWindow  time.Duration
+
+	// fanout
+	fanoutSubs      int
+	fanoutGroupSubs int
+	fanoutRate      int
+	fanoutDuration  time.Duration
+}
+
+var scenarios = []string{"produce", "consume", "idle", "fanout"}
+
+func main() {
+	var cfg config
+	var brokers, only, rates string
+	flag.StringVar(&cfg.caddyBin, "caddy", "./caddy", "the Caddy binary with the wskafka module (go build -o caddy ./cmd/caddy)")
+	flag.StringVar(&brokers, "brokers", os.Getenv("KAFKA_BROKERS"), "Kafka bootstrap brokers, comma separated; empty: an in-process kfake broker")
+	flag.StringVar(&only, "only", strings.Join(scenarios, ","), "scenarios to run, comma separated: "+strings.Join(scenarios, ", "))
+	flag.StringVar(&cfg.out, "out", "", "markdown file whose results section for this broker is replaced (e.g. BENCHMARKS.md); empty: stdout only")
+	flag.StringVar(&cfg.plot, "plot", "", "PNG histogram of the latencies (default bench/latency.png, bench/latency-kafka.png with -brokers); \"-\": none")
+	flag.StringVar(&cfg.profile, "profile", "", "write a CPU profile of Caddy during an extra produce round here (enables Caddy's admin API on loopback)")
+	flag.IntVar(&cfg.profileSec, "profile-seconds", 10, "length of the CPU profile")
+	flag.IntVar(&cfg.partitions, "partitions", 4, "partitions of every topic the tool creates")
+	flag.StringVar(&cfg.logDir, "logs", "", "keep Caddy's Caddyfiles and logs here (default: a temp dir, removed)")
+
+	flag.IntVar(&cfg.conns, "c", 10, "produce: WebSocket connections (C)")
+	flag.IntVar(&cfg.messages, "n", 300000, "produce: messages per run (N)")
+	flag.IntVar(&cfg.size, "s", 100, "produce and consume: message size in bytes (S)")
+	flag.IntVar(&cfg.rounds, "rounds", 3, "produce: rounds of bridge and raw runs; the median is reported")
+
+	flag.StringVar(&rates, "r", "5000,20000", "consume: producer rates in msg/s (R), comma separated")
+	flag.DurationVar(&cfg.duration, "d", 10*time.Second, "consume: how long each rate is produced (D)")
+
+	flag.IntVar(&cfg.idleSockets, "k", 10000, "idle: sockets held open (K)")
+	flag.DurationVar(&cfg.idleWindow, "idle-window", 10*time.Second, "idle: how long idle CPU is measured")
+
+	flag.IntVar(&cfg.fanoutSubs, "subs", 1000, "fanout: subscribers in broadcast mode")
+	flag.IntVar(&cfg.fanoutGroupSubs, "group-subs", 1000, "fanout: subscribers with a consumer group each")
+	flag.IntVar(&cfg.fanoutRate, "fanout-r", 100, "fanout: producer rate in msg/s")
+	flag.DurationVar(&cfg.fanoutDuration, "fanout-d", 10*time.Second, "fanout: how long the producer runs")
+	flag.Parse()
+
+	cfg.brokers = splitList(brokers)
+	cfg.only = splitList(only)
+	for _, s := range cfg.only {
+		if !slices.Contains(scenarios, s) {
+			fatalf("-only: unknown scenario %q (want %s)", s, strings.Join(scenarios, ", "))
+		}
+	}
+	for _, r := range splitList(rates) {
+		var n int
+		if _, err := fmt.Sscan(r, &n); err != nil || n <= 0 {
+			fatalf("-r: %q is not a positive rate", r)
+		}
+		cfg.rates = append(cfg.rates, n)
+	}
+	if cfg.size < 19 {
+		fatalf("-s must be at least 19: a value carries its send time as 19 digits")
+	}
+	if _, err := os.Stat(cfg.caddyBin); err != nil {
+		fatalf("-caddy: %v (build it with: go build -o caddy ./cmd/caddy)", err)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg); err != nil {
+		stop()
+		fatalf("%v", err)
+	}
+}
+
+func run(ctx context.Context, cfg config) error {
+	if err := raiseFileLimit(max(cfg.idleSockets, cfg.fanoutSubs, cfg.fanoutGroupSubs) + 4096); err != nil {
+		return err
+	}
+	kafka, err := openKafka(cfg.brokers, cfg.partitions)
+	if err != nil {
+		return err
+	}
+	defer kafka.close()
+
+	workDir, err := os.MkdirTemp("", "wskbench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(workDir)
+	if cfg.logDir != "" {
+		workDir = cfg.logDir
+		if err := os.MkdirAll(workDir, 0o755); err != nil {
+			return err
+		}
+	}
+	b := &bench{cfg: cfg, kafka: kafka, dir: workDir, runID: time.Now().UTC().Format("20060102-150405")}
+	switch cfg.plot {
+	case "":
+		cfg.plot = "bench/latency.png"
+		if !kafka.embedded {
+			cfg.plot = "bench/latency-kafka.png"
+		}
+	case "-":
+		cfg.plot = ""
+	}
+	b.cfg.plot = cfg.plot
+	if b.limits, err = probeLimits(cfg.caddyBin, workDir); err != nil {
+		return err
+	}
+	if b.limits != "" {
+		fmt.Println("wskbench: the module has a limits block: connection and publish-rate bounds lifted for the run")
+	}
+	b.env = describeEnv(cfg, kafka)
+	fmt.Printf("wskbench: %s, %d CPUs, %s, Kafka %s (%s), caddy %s\n", b.env.date, runtime.NumCPU(), runtime.Version(),
+		b.env.kafkaVersion, strings.Join(kafka.brokers, ","), cfg.caddyBin)
+
+	for _, s := range cfg.only {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		fmt.Printf("\n== %s\n", s)
+		var err error
+		switch s {
+		case "produce":
+			err = b.produce(ctx)
+		case "consume":
+			err = b.consume(ctx)
+		case "idle":
+			err = b.idle(ctx)
+		case "fanout":
+			err = b.fanout(ctx)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", s, err)
+		}
+	}
+	if cfg.plot != "" && len(b.consumeResult)+len(b.fanoutResult) > 0 {
+		if err := writeHistogram(cfg.plot, b.histogramPanels()); err != nil {
+			return err
+		}
+		fmt.Printf("wskbench: latency histograms in %s\n", cfg.plot)
+	}
+	report := b.report()
+	fmt.Printf("\n%s", report)
+	if cfg.out != "" {
+		if err := writeSection(cfg.out, b.env.section(), report); err != nil {
+			return err
+		}
+		fmt.Printf("wskbench: results written to %s\n", cfg.out)
+	}
+	return nil
+}
+
+// bench is one run: its settings, broker, and the results collected so far.
+type bench struct {
+	cfg   config
+	kafka *kafkaCluster
+	dir   string
+	runID string
+	env   environment
+
+	caddies int    // Caddy processes started so far, to name their files
+	limits  string // the limits block of the Caddyfile (see liftedLimits)
+
+	produceResult *produceResult
+	consumeResult []latencyResult
+	idleResult    *idleResult
+	fanoutResult  []fanoutResult
+}
+
+// topic returns a name unique to this run: a real broker keeps topics between runs.
+func (b *bench) topic(what string) string {
+	return fmt.Sprintf("wskbench-%s-%s", b.runID, what)
+}
+
+func splitList(s string) []string {
+	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' })
+}
+
+// raiseFileLimit lifts RLIMIT_NOFILE to want (the hard limit too when allowed); Caddy inherits it.
+func raiseFileLimit(want int) error {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return fmt.Errorf("reading the file limit: %w", err)
+	}
+	if lim.Cur >= uint64(want) {
+		return nil
+	}
+	if lim.Max < uint64(want) {
+		raised := syscall.Rlimit{Cur: uint64(want), Max: uint64(want)}
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &raised); err == nil {
+			return nil
+		}
+		fmt.Fprintf(os.Stderr, "wskbench: cannot raise the file limit to %d, using the hard limit %d\n", want, lim.Max)
+	}
+	lim.Cur = min(uint64(want), lim.Max)
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return fmt.Errorf("raising the file limit to %d: %w", lim.Cur, err)
+	}
+	return nil
+}
+
+func fatalf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "wskbench: "+format+"\n", args...)
+	os.Exit(1)
+}
