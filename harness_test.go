@@ -225,33 +225,17 @@ type notification struct {
 	P  *string         `json:"p"`
 }
 
-// receive collects notification values until n have arrived, failing the test if they do not in time.
+// receive collects notification values (of string p) until n have arrived, failing the test if they do not in
+// time.
 func (c *client) receive(n int) []string {
 	c.t.Helper()
 	var values []string
-	deadline := time.After(waitLimit)
-	for len(values) < n {
-		select {
-		case f, ok := <-c.frames:
-			if !ok {
-				c.t.Fatalf("connection closed after %d of %d notifications", len(values), n)
-			}
-			if !strings.HasPrefix(string(f), "[") {
-				continue
-			}
-			var ns []notification
-			if err := json.Unmarshal(f, &ns); err != nil {
-				c.t.Fatalf("notification frame %s: %v", f, err)
-			}
-			for _, n := range ns {
-				if n.T != "notif" || n.P == nil {
-					c.t.Fatalf("notification %s: got t %q, p %v", f, n.T, n.P)
-				}
-				values = append(values, *n.P)
-			}
-		case <-deadline:
-			c.t.Fatalf("got %d notifications, want %d", len(values), n)
+	for _, el := range c.elements(n) {
+		var note notification
+		if err := json.Unmarshal(el, &note); err != nil || note.T != "notif" || note.P == nil {
+			c.t.Fatalf("notification %s: got t %q, p %v (%v)", el, note.T, note.P, err)
 		}
+		values = append(values, *note.P)
 	}
 	return values
 }
