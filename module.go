@@ -13,6 +13,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -266,6 +267,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.hub = bridge.NewHub(h.bridgeConfig(), val.(*bridge.Cluster), h.logger)
 	h.upgrader = websocket.Upgrader{
 		HandshakeTimeout: time.Duration(h.WriteTimeout),
+		// Lend write buffers only while a message is written: idle sockets then hold none.
+		WriteBufferPool: &writeBuffers,
 		CheckOrigin: func(r *http.Request) bool {
 			if originAllowed(r, h.Origins) {
 				return true
@@ -548,20 +551,36 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		h.logger.Info("connection refused", zap.String("remote", r.RemoteAddr), zap.String("identity", client.Identity), zap.Error(err))
 		return caddyhttp.Error(status, err)
 	}
-	defer release()
 	// The upgrader answers a failed upgrade itself (403 for a foreign origin, 400 for a bad handshake).
-	conn, err := h.upgrader.Upgrade(hijacker{w, http.NewResponseController(w)}, r, nil)
+	conn, err := h.upgrader.Upgrade(hijacker{w, http.NewResponseController(innermost(w))}, r, nil)
 	if err != nil {
+		release()
 		h.logger.Debug("websocket upgrade failed", zap.String("remote", r.RemoteAddr), zap.Error(err))
 		return nil
 	}
-	h.hub.Serve(conn, client)
+	// The connection is the hub's now and this request is over: the session runs on goroutines of its own rather
+	// than at the bottom of Caddy's handler chain, whose deep stack would stay allocated as long as the socket is
+	// open (about 20 KiB of the 44 KiB an idle socket cost). The hub tracks it, and Cleanup ends it.
+	h.hub.Go(conn, client, release)
 	return nil
 }
 
+// innermost returns net/http's own ResponseWriter under Caddy's wrappers. Hijacking through it keeps Caddy's
+// response recorders (access log, metrics) from wrapping the connection: they count its bytes as they pass, and
+// read the count when the request ends, which with a session outliving ServeHTTP would be a data race. The
+// access log records the upgrade; the session's own "connection closed" line records the rest.
+func innermost(w http.ResponseWriter) http.ResponseWriter {
+	for {
+		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			return w
+		}
+		w = u.Unwrap()
+	}
+}
+
 // hijacker makes the connection reachable to gorilla/websocket, which type-asserts http.Hijacker on the writer
-// it is given. Since Caddy 2.11.5 the writer Caddy passes exposes Hijack only through Unwrap (caddy PR #7913),
-// which http.ResponseController follows.
+// it is given. Since Caddy 2.11.5 the writer Caddy passes exposes Hijack only through Unwrap (caddy PR #7913).
 type hijacker struct {
 	http.ResponseWriter
 	rc *http.ResponseController
@@ -591,6 +610,9 @@ func (h *Handler) Cleanup() error {
 	h.poolKeys = nil
 	return errors.Join(errs...)
 }
+
+// writeBuffers are gorilla's write buffers, shared by every socket of every handler.
+var writeBuffers sync.Pool
 
 // pool holds what outlives one config: the embedded broker and the Kafka clients, keyed by their settings, so
 // that a reload with unchanged Kafka settings keeps its connections.

@@ -126,9 +126,9 @@ func (h *Hub) Admit(client Client) (release func(), err error) {
 	}, nil
 }
 
-// Serve runs a session for client on an upgraded connection and returns when it has ended; the connection is
-// closed then.
-func (h *Hub) Serve(conn *websocket.Conn, client Client) {
+// Go runs a session for client on an upgraded connection, on a goroutine of its own that closes the connection
+// and calls done when the session has ended. Close waits for it.
+func (h *Hub) Go(conn *websocket.Conn, client Client, done func()) {
 	s := newSession(h, conn, connections.Add(1), client)
 	h.mu.Lock()
 	if h.closed {
@@ -136,20 +136,24 @@ func (h *Hub) Serve(conn *websocket.Conn, client Client) {
 		msg := websocket.FormatCloseMessage(websocket.CloseServiceRestart, closeReasons[websocket.CloseServiceRestart])
 		conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(h.cfg.CloseTimeout))
 		conn.Close()
+		done()
 		return
 	}
 	h.sessions[s] = struct{}{}
 	h.running.Add(1)
 	h.mu.Unlock()
 	metrics.connections.Inc()
-	defer func() {
-		metrics.connections.Dec()
-		h.mu.Lock()
-		delete(h.sessions, s)
-		h.mu.Unlock()
-		h.running.Done()
+	go func() {
+		defer func() {
+			metrics.connections.Dec()
+			h.mu.Lock()
+			delete(h.sessions, s)
+			h.mu.Unlock()
+			done()
+			h.running.Done()
+		}()
+		s.run()
 	}()
-	s.run()
 }
 
 // Close ends every session with the close code (1001 going away on exit, 1012 service restart on a reload, RFC

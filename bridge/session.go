@@ -42,12 +42,13 @@ type outFrame struct {
 
 func dataFrame(data []byte) outFrame { return outFrame{data: data, size: int64(len(data))} }
 
-// outQueueFrames bounds the frames waiting for a socket's writer. A full queue blocks whoever sends: the reader
-// (replies) stops reading, a subscription stops fetching.
-const outQueueFrames = 64
+// outQueueFrames bounds the frames waiting for a socket's writer, as max_queue_bytes bounds their bytes. A full
+// queue blocks whoever sends: the reader (replies) stops reading, a subscription stops fetching. The channel is
+// allocated with the socket, so it is kept short.
+const outQueueFrames = 16
 
-// Session is one WebSocket connection: the goroutine that called Hub.Serve reads and handles requests, one writer
-// goroutine owns every write, a Publisher batches publishes, and at most one Subscription delivers notifications.
+// Session is one WebSocket connection: one goroutine reads and handles requests, one writer goroutine owns every
+// write, a Publisher batches publishes, and at most one Subscription delivers notifications.
 type Session struct {
 	hub    *Hub
 	conn   *websocket.Conn
