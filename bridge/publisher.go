@@ -11,11 +11,29 @@ import (
 // is refused early when it would not fit in max_message_bytes with it.
 const recordOverhead = 64
 
-// pending is one publish waiting in a Publisher's buffer, with what its reply needs.
+// pending is what the reply to one buffered publish needs.
 type pending struct {
-	record  Record
 	req     requestRef
 	receipt bool
+}
+
+// keptBatchRecords is the largest batch whose slices a Publisher keeps for reuse; larger ones, after a burst, are
+// left to the collector so that a quiet socket does not hold them.
+const keptBatchRecords = 1024
+
+// batch is a Publisher's buffer: the records, and beside each what its reply needs.
+type batch struct {
+	records []Record
+	pending []pending
+}
+
+func (b *batch) len() int { return len(b.records) }
+
+// reset empties the batch for reuse, dropping what it referred to so the collector can free it.
+func (b *batch) reset() {
+	clear(b.records)
+	clear(b.pending)
+	b.records, b.pending = b.records[:0], b.pending[:0]
 }
 
 // Publisher buffers one session's publishes and writes them to Kafka in batches: when mq_limit are waiting, when
@@ -37,7 +55,8 @@ type Publisher struct {
 	wg     sync.WaitGroup
 
 	mu       sync.Mutex
-	buf      []pending
+	buf      batch
+	spare    batch // the previous batch's slices, once written, for the next: a flush allocates nothing
 	bufBytes int64
 	due      bool          // the buffer should be flushed as soon as possible
 	flushing bool          // a flush goroutine is running
@@ -60,7 +79,7 @@ func (p *Publisher) Add(ctx context.Context, rec Record, req requestRef, receipt
 		return fmt.Errorf("%w: %d bytes, more than max_message_bytes %d", ErrMessageTooLarge, size-recordOverhead, p.cfg.MaxMessageBytes)
 	}
 	p.mu.Lock()
-	for len(p.buf) >= p.cfg.MQLimit || len(p.buf) > 0 && p.bufBytes+int64(size) > p.cfg.MaxBufferBytes {
+	for p.buf.len() >= p.cfg.MQLimit || p.buf.len() > 0 && p.bufBytes+int64(size) > p.cfg.MaxBufferBytes {
 		if p.room == nil {
 			p.room = make(chan struct{})
 		}
@@ -74,15 +93,16 @@ func (p *Publisher) Add(ctx context.Context, rec Record, req requestRef, receipt
 		p.mu.Lock()
 	}
 	defer p.mu.Unlock()
-	p.buf = append(p.buf, pending{record: rec, req: req, receipt: receipt})
+	p.buf.records = append(p.buf.records, rec)
+	p.buf.pending = append(p.buf.pending, pending{req: req, receipt: receipt})
 	p.bufBytes += int64(size)
-	switch {
-	case p.cfg.MQInterval == 0 || len(p.buf) >= p.cfg.MQLimit || p.bufBytes >= p.cfg.MaxBufferBytes:
+	switch n := p.buf.len(); {
+	case p.cfg.MQInterval == 0 || n >= p.cfg.MQLimit || p.bufBytes >= p.cfg.MaxBufferBytes:
 		p.due = true
 		p.startFlushLocked()
-	case len(p.buf) == 1 && p.timer == nil:
+	case n == 1 && p.timer == nil:
 		p.timer = time.AfterFunc(p.cfg.MQInterval, p.intervalElapsed)
-	case len(p.buf) == 1:
+	case n == 1:
 		p.timer.Reset(p.cfg.MQInterval)
 	}
 	return nil
@@ -96,7 +116,7 @@ func (p *Publisher) intervalElapsed() {
 }
 
 func (p *Publisher) startFlushLocked() {
-	if p.flushing || len(p.buf) == 0 {
+	if p.flushing || p.buf.len() == 0 {
 		return
 	}
 	p.flushing = true
@@ -109,13 +129,13 @@ func (p *Publisher) flushLoop() {
 	defer p.wg.Done()
 	for {
 		p.mu.Lock()
-		if !p.due || len(p.buf) == 0 {
+		if !p.due || p.buf.len() == 0 {
 			p.flushing = false
 			p.mu.Unlock()
 			return
 		}
-		batch := p.buf
-		p.buf = make([]pending, 0, min(len(batch), p.cfg.MQLimit))
+		taken := p.buf
+		p.buf, p.spare = p.spare, batch{}
 		p.bufBytes = 0
 		p.due = false
 		if p.timer != nil {
@@ -127,15 +147,18 @@ func (p *Publisher) flushLoop() {
 		}
 		p.mu.Unlock()
 
-		p.write(batch)
+		p.write(&taken)
+		if cap(taken.records) <= keptBatchRecords {
+			taken.reset()
+			p.mu.Lock()
+			p.spare = taken
+			p.mu.Unlock()
+		}
 	}
 }
 
-func (p *Publisher) write(batch []pending) {
-	records := make([]Record, len(batch))
-	for i := range batch {
-		records[i] = batch[i].record
-	}
+func (p *Publisher) write(b *batch) {
+	records := b.records
 	ctx, cancel := context.WithTimeout(p.ctx, p.timeout)
 	start := time.Now()
 	results := p.producer.Produce(ctx, records)
@@ -148,8 +171,8 @@ func (p *Publisher) write(batch []pending) {
 			result = "failed"
 		}
 		countPublish(p.cfg.TopicLabels, records[i].Topic, result)
-		if err != nil || batch[i].receipt {
-			p.done(batch[i].req, &records[i], batch[i].receipt, err)
+		if err != nil || b.pending[i].receipt {
+			p.done(b.pending[i].req, &records[i], b.pending[i].receipt, err)
 		}
 	}
 }

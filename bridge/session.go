@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -165,10 +166,24 @@ func (s *Session) run() {
 	s.logger.Info("connection closed", zap.Duration("duration", time.Since(start)), zap.Uint64("requests", requests))
 }
 
+// keptReadBuffer is the largest read buffer a session keeps between frames; a larger frame's buffer is dropped
+// after use, so that one big frame does not stay allocated for an idle socket.
+const keptReadBuffer = 64 << 10
+
 func (s *Session) readLoop() (requests uint64) {
+	// One buffer for every frame (gorilla's ReadMessage would allocate one each): decoding copies what it keeps.
+	var buf bytes.Buffer
 	for {
 		// Binary frames are read like text: the original parsed whatever arrived as JSON.
-		_, frame, err := s.conn.ReadMessage()
+		buf.Reset()
+		if buf.Cap() > keptReadBuffer {
+			buf = bytes.Buffer{}
+		}
+		_, r, err := s.conn.NextReader()
+		if err == nil {
+			_, err = buf.ReadFrom(r)
+		}
+		frame := buf.Bytes()
 		s.touch()
 		if err != nil {
 			var closeErr *websocket.CloseError
