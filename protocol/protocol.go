@@ -315,6 +315,9 @@ func decodeCreate(frame []byte, env *envelope, req *Request) *Error {
 	}
 	seen := make(map[string]struct{})
 	for i, el := range elements(frame, p) {
+		if i == MaxTopics {
+			return tooManyTopics("p")
+		}
 		var spec TopicSpec
 		switch frame[el.start] {
 		case '"':
@@ -674,6 +677,9 @@ func topicNames(frame []byte, v span, field string) ([]string, *Error) {
 	// A map rather than a scan of names: a frame of many thousands of names must not cost quadratic time.
 	seen := make(map[string]struct{})
 	for i, el := range elements(frame, v) {
+		if i == MaxTopics {
+			return nil, tooManyTopics(field)
+		}
 		if frame[el.start] != '"' {
 			return nil, errorf(CodeInvalidPayload, "%s[%d] must be a string", field, i)
 		}
@@ -687,6 +693,14 @@ func topicNames(frame []byte, v span, field string) ([]string, *Error) {
 		}
 	}
 	return names, nil
+}
+
+// MaxTopics bounds the topic names one request may list, whatever a route allows (its own limit is usually
+// lower), so that decoding a frame of many thousand names stops before it has built them all.
+const MaxTopics = 1000
+
+func tooManyTopics(field string) *Error {
+	return errorf(CodeInvalidPayload, "%s lists more than %d topics", field, MaxTopics)
 }
 
 // decodeAck reads p of a notif/ack: {"id": N}, or {"t": topic, "part": P, "offset": O}.

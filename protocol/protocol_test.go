@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -293,5 +294,29 @@ func BenchmarkDecodePublish(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		Decode(frame)
+	}
+}
+
+// A request listing more than MaxTopics names is refused while decoding, before every name is built.
+func TestDecodeTopicCountBound(t *testing.T) {
+	names := make([]string, MaxTopics+1)
+	for i := range names {
+		names[i] = fmt.Sprintf(`"t%d"`, i)
+	}
+	list := "[" + strings.Join(names, ",") + "]"
+	for _, frame := range []string{
+		`{"id":1,"t":"topic","a":"create","p":` + list + `}`,
+		`{"id":1,"t":"topic","a":"subscribe","p":{"t":` + list + `}}`,
+		`{"id":1,"t":"topic","a":"unsubscribe","p":{"t":` + list + `}}`,
+		`{"id":1,"t":"topic","a":"describe","p":` + list + `}`,
+	} {
+		_, err := Decode([]byte(frame))
+		if err == nil || err.Code != CodeInvalidPayload || !strings.Contains(err.Message, "more than 1000 topics") {
+			t.Errorf("%.40s…: got %v, want invalid_payload naming the bound", frame, err)
+		}
+	}
+	ok := `{"id":1,"t":"topic","a":"create","p":[` + strings.Join(names[:MaxTopics], ",") + `]}`
+	if _, err := Decode([]byte(ok)); err != nil {
+		t.Errorf("exactly %d names: got %v, want none", MaxTopics, err)
 	}
 }
