@@ -25,13 +25,16 @@ const (
 )
 
 // liftedLimits is the module's limits block with the bounds a benchmark would hit by design lifted: one client
-// (the tool, one IP) opens thousands of sockets and publishes as fast as it can. Bounds on memory and keepalive stay
+// (the tool, one IP) opens thousands of sockets and publishes as fast as it can. Keepalive is off: the tool
+// answers pings only on sockets it reads, and the fan-out scenario holds hundreds of sockets unread while a
+// thousand consumer groups join (longer than ping_interval + pong_timeout on a real broker). Memory bounds stay
 // at their defaults, since they are part of what is measured. Used when the binary knows the block.
 const liftedLimits = `limits {
 				max_connections -1
 				max_connections_per_client -1
 				publish_rate -1
 				publish_bytes_rate -1
+				ping_interval off
 			}`
 
 // caddyfileTemplate serves two routes on loopback: /ws with the module's defaults (the settings a deployment

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -87,6 +88,12 @@ func main() {
 	flag.DurationVar(&cfg.fanoutDuration, "fanout-d", 10*time.Second, "fanout: how long the producer runs")
 	flag.Parse()
 
+	// Caddy runs in a directory of its own: a relative path would not find it there.
+	bin, err := filepath.Abs(cfg.caddyBin)
+	if err != nil {
+		fatalf("-caddy: %v", err)
+	}
+	cfg.caddyBin = bin
 	cfg.brokers = splitList(brokers)
 	cfg.only = splitList(only)
 	for _, s := range cfg.only {
