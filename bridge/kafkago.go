@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -47,11 +46,6 @@ var (
 	GroupBalancers = []string{"round_robin", "range"}
 )
 
-// writerLinger is how long kafka-go's Writer waits for more records before sending a partial batch. Every flush
-// is one synchronous WriteMessages call, so waiting only delays it; kafka-go's default of 1 s would delay every
-// flush by a second.
-const writerLinger = time.Millisecond
-
 // KafkaGo implements Producer, Admin and Consumers with github.com/segmentio/kafka-go. One value serves every
 // session of every handler configured with the same KafkaConfig.
 type KafkaGo struct {
@@ -59,7 +53,7 @@ type KafkaGo struct {
 	logger    *zap.Logger
 	dialer    *kafka.Dialer
 	transport *transport
-	writer    *kafka.Writer
+	producer  *producer
 	security  *security
 }
 
@@ -70,7 +64,6 @@ func NewKafkaGo(cfg KafkaConfig, logger *zap.Logger) (*KafkaGo, error) {
 	if err != nil {
 		return nil, err
 	}
-	balancer := explicitPartition{partitioner}
 	var compression kafka.Compression
 	if cfg.Compression != "none" && cfg.Compression != "" {
 		if err := compression.UnmarshalText([]byte(cfg.Compression)); err != nil {
@@ -83,35 +76,25 @@ func NewKafkaGo(cfg KafkaConfig, logger *zap.Logger) (*KafkaGo, error) {
 	}
 	k := &KafkaGo{cfg: cfg, logger: logger, security: sec}
 	k.dialer, k.transport = k.newDialer(), k.newTransport()
-	k.writer = &kafka.Writer{
-		Addr:        kafka.TCP(cfg.Brokers...),
-		Balancer:    balancer,
-		MaxAttempts: cfg.MaxAttempts,
-		// kafka-go allocates (and zeroes) room for BatchSize messages for every batch it starts, so a large value
-		// costs more than the batching gains: 1000 records of 100 bytes already make a 100 KB produce request.
-		BatchSize:    1000,
-		BatchBytes:   int64(cfg.MaxMessageBytes),
-		BatchTimeout: writerLinger,
-		ReadTimeout:  cfg.RequestTimeout,
-		WriteTimeout: cfg.AckTimeout,
-		RequiredAcks: kafka.RequiredAcks(cfg.RequiredAcks),
-		Compression:  compression,
-		Transport:    k.transport,
-		// Publishing to a topic the shared metadata cache does not know yet asks the broker (kafka-go serves
-		// metadata from a cache refreshed every 6 s otherwise); whether that creates the topic is the broker's
-		// auto.create.topics.enable policy, as it was for the original connector.
-		AllowAutoTopicCreation: true,
-		Completion:             completed,
-		ErrorLogger:            kafka.LoggerFunc(k.logError("producer")),
+	addr := kafka.TCP(cfg.Brokers...)
+	k.producer = &producer{
+		client:      &kafka.Client{Addr: addr, Transport: k.transport, Timeout: cfg.AckTimeout},
+		transport:   k.transport,
+		addr:        addr,
+		partitioner: partitioner,
+		acks:        kafka.RequiredAcks(cfg.RequiredAcks),
+		compression: compression,
+		maxAttempts: max(cfg.MaxAttempts, 1),
+		maxBytes:    cfg.MaxMessageBytes,
+		ackTimeout:  cfg.AckTimeout,
 	}
 	return k, nil
 }
 
 // Destruct closes the clients; it is called when the last handler using them is cleaned up.
 func (k *KafkaGo) Destruct() error {
-	err := k.writer.Close()
 	k.transport.CloseIdleConnections()
-	return err
+	return nil
 }
 
 func (k *KafkaGo) logError(component string) func(string, ...any) {
@@ -120,113 +103,9 @@ func (k *KafkaGo) logError(component string) func(string, ...any) {
 	}
 }
 
-// produceSlot travels with one record through kafka-go's Writer as its WriterData: the balancer reads the
-// requested partition from it, and the Writer's Completion callback writes the outcome into it.
-type produceSlot struct {
-	rec  *Record
-	err  error
-	done bool
-}
-
-// Produce implements Producer. Records are written with one synchronous WriteMessages call per topic, because
-// kafka-go fails a whole call when one of its topics is unknown. The Writer's Completion callback, which runs
-// before WriteMessages returns, reports each record's partition and offset (WriteMessages itself only reports
-// errors, segmentio/kafka-go#405).
+// Produce implements Producer.
 func (k *KafkaGo) Produce(ctx context.Context, records []Record) []error {
-	results := make([]error, len(records))
-	byTopic := make(map[string][]int, 1)
-	now := time.Now()
-	for i := range records {
-		if records[i].Time.IsZero() {
-			records[i].Time = now
-		}
-		byTopic[records[i].Topic] = append(byTopic[records[i].Topic], i)
-	}
-	var wg sync.WaitGroup
-	for topic, indexes := range byTopic {
-		wg.Go(func() {
-			if err := k.checkPartitions(ctx, topic, records, indexes); err != nil {
-				for _, i := range indexes {
-					results[i] = err
-				}
-				return
-			}
-			slots := make([]produceSlot, len(indexes))
-			msgs := make([]kafka.Message, len(indexes))
-			for j, i := range indexes {
-				r := &records[i]
-				slots[j].rec = r
-				msgs[j] = kafka.Message{Topic: r.Topic, Key: r.Key, Value: r.Value, Time: r.Time, WriterData: &slots[j]}
-				for _, h := range r.Headers {
-					msgs[j].Headers = append(msgs[j].Headers, kafka.Header{Key: h.Key, Value: h.Value})
-				}
-			}
-			err := k.writer.WriteMessages(ctx, msgs...)
-			var perRecord kafka.WriteErrors
-			perRecordOK := errors.As(err, &perRecord) && len(perRecord) == len(indexes)
-			for j, i := range indexes {
-				switch {
-				case slots[j].done:
-					results[i] = slots[j].err
-				case perRecordOK && perRecord[j] != nil:
-					results[i] = perRecord[j]
-				case err != nil:
-					results[i] = err
-				default:
-					results[i] = errors.New("kafka-go reported no outcome for the record")
-				}
-			}
-		})
-	}
-	wg.Wait()
-	return results
-}
-
-// completed is the Writer's Completion callback.
-func completed(messages []kafka.Message, err error) {
-	for i := range messages {
-		slot, ok := messages[i].WriterData.(*produceSlot)
-		if !ok {
-			continue
-		}
-		slot.done, slot.err = true, err
-		if err == nil {
-			slot.rec.Partition = messages[i].Partition
-			slot.rec.Offset = messages[i].Offset
-			if !messages[i].Time.IsZero() {
-				slot.rec.Time = messages[i].Time
-			}
-		}
-	}
-}
-
-// checkPartitions refuses records that ask for a partition the topic does not have: kafka-go's balancer cannot
-// refuse one. Only records with an explicit partition pay for the (cached) metadata look-up.
-func (k *KafkaGo) checkPartitions(ctx context.Context, topic string, records []Record, indexes []int) error {
-	var explicit []int
-	for _, i := range indexes {
-		if records[i].Partition >= 0 {
-			explicit = append(explicit, i)
-		}
-	}
-	if len(explicit) == 0 {
-		return nil
-	}
-	client := &kafka.Client{Addr: k.writer.Addr, Transport: k.transport, Timeout: k.cfg.RequestTimeout}
-	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
-	if err != nil {
-		return err
-	}
-	if len(meta.Topics) != 1 || meta.Topics[0].Error != nil {
-		return fmt.Errorf("%w: %s", ErrUnknownTopic, topic)
-	}
-	count := len(meta.Topics[0].Partitions)
-	for _, i := range explicit {
-		if records[i].Partition >= count {
-			return fmt.Errorf("%w: %s has no partition %d (it has %d)", ErrUnknownPartition, topic, records[i].Partition, count)
-		}
-	}
-	return nil
+	return k.producer.produce(ctx, records)
 }
 
 // client returns an admin client whose metadata is fresh. kafka-go's Transport answers Metadata requests from a
@@ -513,16 +392,6 @@ func newBalancer(name string) (kafka.Balancer, error) {
 		return &kafka.LeastBytes{}, nil
 	}
 	return nil, fmt.Errorf("unknown partitioner %q (want one of %s)", name, strings.Join(Partitioners, ", "))
-}
-
-// explicitPartition places a record that asks for a partition there, and leaves the others to the partitioner.
-type explicitPartition struct{ partitioner kafka.Balancer }
-
-func (b explicitPartition) Balance(msg kafka.Message, partitions ...int) int {
-	if slot, ok := msg.WriterData.(*produceSlot); ok && slot.rec.Partition >= 0 {
-		return slot.rec.Partition
-	}
-	return b.partitioner.Balance(msg, partitions...)
 }
 
 // keyedBalancer partitions records by key hash, and records without a key round-robin.

@@ -1,0 +1,188 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	metadataAPI "github.com/segmentio/kafka-go/protocol/metadata"
+)
+
+// producer writes records with kafka-go's Produce API, one request per partition. kafka-go's Writer would do the
+// batching the Publisher already does, and looks up the topic's partitions for every message it is given (a
+// tenth of the bridge's CPU when publishing small messages); here the look-up happens once per topic per flush,
+// and the offsets of the written records come straight from the response.
+type producer struct {
+	client      *kafka.Client
+	transport   kafka.RoundTripper
+	addr        net.Addr
+	partitioner kafka.Balancer
+	acks        kafka.RequiredAcks
+	compression kafka.Compression
+	maxAttempts int
+	maxBytes    int
+	ackTimeout  time.Duration
+}
+
+// produce implements Producer.Produce.
+func (p *producer) produce(ctx context.Context, records []Record) []error {
+	results := make([]error, len(records))
+	now := time.Now()
+	byTopic := make(map[string][]int, 1)
+	for i := range records {
+		if records[i].Time.IsZero() {
+			records[i].Time = now
+		}
+		byTopic[records[i].Topic] = append(byTopic[records[i].Topic], i)
+	}
+	var wg sync.WaitGroup
+	for topic, indexes := range byTopic {
+		count, err := p.partitions(ctx, topic)
+		if err != nil {
+			for _, i := range indexes {
+				results[i] = err
+			}
+			continue
+		}
+		ids := make([]int, count)
+		for i := range ids {
+			ids[i] = i
+		}
+		byPartition := make(map[int][]int, count)
+		for _, i := range indexes {
+			r := &records[i]
+			switch {
+			case r.Partition >= count:
+				results[i] = fmt.Errorf("%w: %s has no partition %d (it has %d)", ErrUnknownPartition, topic, r.Partition, count)
+				continue
+			case r.Partition < 0:
+				r.Partition = p.partitioner.Balance(kafka.Message{Key: r.Key}, ids...)
+			}
+			byPartition[r.Partition] = append(byPartition[r.Partition], i)
+		}
+		// One goroutine per partition, sending its requests in order, so that a partition's records keep the
+		// order they were published in.
+		for partition, indexes := range byPartition {
+			wg.Go(func() {
+				for _, chunk := range p.chunks(records, indexes) {
+					p.send(ctx, topic, partition, records, chunk, results)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	return results
+}
+
+// partitions returns how many partitions topic has. The shared transport answers from its metadata cache; for a
+// topic the cache does not know it asks the broker, which creates the topic if its auto.create.topics.enable
+// says so, as it did for the original connector.
+func (p *producer) partitions(ctx context.Context, topic string) (int, error) {
+	res, err := p.transport.RoundTrip(ctx, p.addr, &metadataAPI.Request{TopicNames: []string{topic}, AllowAutoTopicCreation: true})
+	if err != nil {
+		return 0, err
+	}
+	for _, t := range res.(*metadataAPI.Response).Topics {
+		if t.Name == topic {
+			if t.ErrorCode != 0 {
+				return 0, kafka.Error(t.ErrorCode)
+			}
+			return len(t.Partitions), nil
+		}
+	}
+	return 0, fmt.Errorf("%w: %s", ErrUnknownTopic, topic)
+}
+
+// chunks cuts a partition's records into requests of at most maxBytes: a larger record batch is refused by the
+// broker (message.max.bytes).
+func (p *producer) chunks(records []Record, indexes []int) [][]int {
+	var out [][]int
+	start, size := 0, 0
+	for j, i := range indexes {
+		n := recordOverhead + int(recordSize(&records[i]))
+		if j > start && size+n > p.maxBytes {
+			out = append(out, indexes[start:j])
+			start, size = j, 0
+		}
+		size += n
+	}
+	return append(out, indexes[start:])
+}
+
+// send writes one request's records, retrying what Kafka calls retriable (a leader moving, a broker
+// restarting) up to maxAttempts, and stores each record's outcome.
+func (p *producer) send(ctx context.Context, topic string, partition int, records []Record, indexes []int, results []error) {
+	batch := make([]kafka.Record, len(indexes))
+	for j, i := range indexes {
+		r := &records[i]
+		batch[j] = kafka.Record{Time: r.Time, Key: bytesOrNull(r.Key), Value: bytesOrNull(r.Value)}
+		for _, h := range r.Headers {
+			batch[j].Headers = append(batch[j].Headers, kafka.Header{Key: h.Key, Value: h.Value})
+		}
+	}
+	backoff := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, p.ackTimeout)
+		res, err := p.client.Produce(actx, &kafka.ProduceRequest{
+			Topic: topic, Partition: partition, RequiredAcks: p.acks, Compression: p.compression,
+			Records: kafka.NewRecordReader(batch...),
+		})
+		cancel()
+		if err == nil && res != nil && res.Error != nil {
+			err = res.Error
+		}
+		if err == nil {
+			for j, i := range indexes {
+				r := &records[i]
+				if res == nil { // required_acks none: Kafka says nothing, not even the offset
+					r.Offset = -1
+					continue
+				}
+				r.Offset = res.BaseOffset + int64(j)
+				if !res.LogAppendTime.IsZero() {
+					r.Time = res.LogAppendTime // the topic stamps records itself
+				}
+				results[i] = res.RecordErrors[j]
+			}
+			return
+		}
+		if attempt >= p.maxAttempts || !retriable(err) || ctx.Err() != nil {
+			for _, i := range indexes {
+				results[i] = err
+			}
+			return
+		}
+		for j := range batch { // the record reader consumed the values' readers
+			r := &records[indexes[j]]
+			batch[j].Key, batch[j].Value = bytesOrNull(r.Key), bytesOrNull(r.Value)
+		}
+		select {
+		case <-time.After(backoff):
+			backoff = min(2*backoff, time.Second)
+		case <-ctx.Done():
+		}
+	}
+}
+
+// bytesOrNull keeps a nil key or value null, and an empty one empty.
+func bytesOrNull(b []byte) kafka.Bytes {
+	if b == nil {
+		return nil
+	}
+	return kafka.NewBytes(b)
+}
+
+// retriable tells whether a failed produce may succeed if sent again.
+func retriable(err error) bool {
+	var kerr kafka.Error
+	if errors.As(err, &kerr) {
+		return kerr.Temporary()
+	}
+	var netErr net.Error
+	return errors.As(err, &netErr) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+}
