@@ -61,7 +61,7 @@ func (p *producer) produce(ctx context.Context, records []Record) []error {
 				results[i] = fmt.Errorf("%w: %s has no partition %d (it has %d)", ErrUnknownPartition, topic, r.Partition, count)
 				continue
 			case r.Partition < 0:
-				r.Partition = p.partitioner.Balance(kafka.Message{Key: r.Key}, ids...)
+				r.Partition = p.partitioner.Balance(kafka.Message{Key: r.Key, Value: r.Value}, ids...)
 			}
 			byPartition[r.Partition] = append(byPartition[r.Partition], i)
 		}
