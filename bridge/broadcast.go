@@ -129,8 +129,6 @@ type stream struct {
 
 	mu          sync.Mutex
 	subscribers map[*Session]*member
-
-	lag *lagGauge // what the stream's readers lag behind: it counts once however many sockets it feeds
 }
 
 // member is one socket's place in a stream. Until released, the stream's frames are held back, so that the
@@ -182,7 +180,6 @@ func newStream(b *Broadcaster, key streamKey, start int64, at time.Time) *stream
 		b: b, key: key, start: start, at: at, ctx: ctx, cancel: cancel,
 		started: make(chan struct{}), done: make(chan struct{}),
 		subscribers: make(map[*Session]*member),
-		lag:         &lagGauge{topic: key.topic},
 	}
 }
 
@@ -275,9 +272,11 @@ func (st *stream) startOffsets() (map[int]int64, error) {
 // read feeds one partition to the batcher. Errors other than the stream's end are retried after a pause; an
 // offset that vanished resumes at the partition's end, since a broadcast delivers what is new.
 func (st *stream) read(partition int, offset int64, records chan<- Record, logger *zap.Logger) {
+	lag := &lagGauge{topic: st.key.topic}
 	for st.ctx.Err() == nil {
 		reader := st.b.kafka.ReadPartition(st.key.topic, partition, offset)
-		err := feed(st.ctx, reader, records, nil, &offset, st.lag)
+		// The stream's lag counts once, however many sockets it feeds.
+		err := feed(st.ctx, reader, records, nil, &offset, lag)
 		reader.Close()
 		if st.ctx.Err() != nil {
 			return
