@@ -59,6 +59,5 @@ func publishPatterns(a *Access) []string   { return a.Publish }
 func subscribePatterns(a *Access) []string { return a.Subscribe }
 func groupPatterns(a *Access) []string     { return a.Groups }
 func createPatterns(a *Access) []string    { return a.Create }
-func listPatterns(a *Access) []string      { return a.List }
 func describePatterns(a *Access) []string  { return a.Describe }
 func deletePatterns(a *Access) []string    { return a.Delete }

@@ -78,6 +78,15 @@ func (s *Session) forbid(req *protocol.Request, what string, patterns func(*Acce
 	return true
 }
 
+// forbidGroup is forbid for the consumer group a request names. The route's default group is the operator's
+// choice, allowed to every client of the route.
+func (s *Session) forbidGroup(req *protocol.Request, what string) bool {
+	if req.Group == "" || req.Group == s.hub.cfg.Consumer.GroupID {
+		return false
+	}
+	return s.forbid(req, what, groupPatterns, req.Group)
+}
+
 func (s *Session) publish(req *protocol.Request) {
 	p := &req.Publish
 	topicLabels := s.hub.cfg.TopicLabels
@@ -245,7 +254,7 @@ func (s *Session) describeTopics(req *protocol.Request) {
 	if s.forbid(req, "describe", describePatterns, req.Topics...) {
 		return
 	}
-	if req.Group != "" && req.Group != s.hub.cfg.Consumer.GroupID && s.forbid(req, "read the offsets of group", groupPatterns, req.Group) {
+	if s.forbidGroup(req, "read the offsets of group") {
 		return
 	}
 	ctx, cancel := s.kafkaCtx()
@@ -312,8 +321,7 @@ func (s *Session) subscribe(req *protocol.Request) {
 	if s.forbid(req, "subscribe to", subscribePatterns, req.Topics...) {
 		return
 	}
-	// The route's default group is the operator's choice, allowed to every client of the route.
-	if req.Group != "" && req.Group != s.hub.cfg.Consumer.GroupID && s.forbid(req, "join consumer group", groupPatterns, req.Group) {
+	if s.forbidGroup(req, "join consumer group") {
 		return
 	}
 	s.stopSubscription()
