@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // subscribeTries bounds the tries of one subscribe.
@@ -31,7 +31,8 @@ type latencyResult struct {
 	closed          int             // sockets the server closed during the run
 }
 
-// consume measures the latency of one subscriber, for each rate, with mq_interval 0 and with the defaults.
+// consume measures the latency of one subscriber, for each rate: with mq_interval 0 next to a raw franz-go
+// consumer reading the same rate (the floor the bridge adds to), then with the defaults.
 func (b *bench) consume(ctx context.Context) error {
 	caddy, err := b.startCaddy(ctx, false)
 	if err != nil {
@@ -51,11 +52,86 @@ func (b *bench) consume(ctx context.Context) error {
 			}
 			res.label = run.label
 			b.consumeResult = append(b.consumeResult, *res)
-			fmt.Printf("%s, %d msg/s for %v: %d/%d delivered, p50 %v, p99 %v, max %v\n", run.label, rate, b.cfg.duration,
-				res.delivered, res.sent, res.p50, res.p99, res.max)
+			b.printLatency(res)
+			if run.route != "/ws0" {
+				continue
+			}
+			raw, err := b.rawLatencyRun(ctx, b.topic(fmt.Sprintf("consume-raw-%d", rate)), rate)
+			if err != nil {
+				return fmt.Errorf("raw consumer at %d msg/s: %w", rate, err)
+			}
+			b.consumeResult = append(b.consumeResult, *raw)
+			b.printLatency(raw)
 		}
 	}
 	return nil
+}
+
+// rawLabel names the baseline's results.
+const rawLabel = "raw franz-go consumer, no bridge"
+
+func (b *bench) printLatency(r *latencyResult) {
+	fmt.Printf("%s, %d msg/s for %v: %d/%d delivered, p50 %v, p99 %v, max %v\n", r.label, r.rate, b.cfg.duration,
+		r.delivered, r.sent, r.p50, r.p99, r.max)
+}
+
+// rawLatencyRun produces rate msg/s for the scenario's duration, as latencyRun does, to a raw consumer instead of
+// the bridge.
+func (b *bench) rawLatencyRun(ctx context.Context, topic string, rate int) (*latencyResult, error) {
+	if err := b.kafka.createTopic(ctx, topic); err != nil {
+		return nil, err
+	}
+	consumer, err := b.kafka.rawConsumer(topic)
+	if err != nil {
+		return nil, err
+	}
+	defer consumer.Close()
+	want := int64(rate) * int64(b.cfg.duration/time.Millisecond) / 1000
+	var latencies []time.Duration
+	var failure error
+	pollCtx, stopPolling := context.WithCancel(ctx)
+	defer stopPolling()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for int64(len(latencies)) < want {
+			fetches := consumer.PollFetches(pollCtx)
+			now := time.Now().UnixNano()
+			if pollCtx.Err() != nil {
+				return
+			}
+			fetches.EachError(func(topic string, p int32, err error) {
+				if failure == nil {
+					failure = fmt.Errorf("fetching %s/%d: %w", topic, p, err)
+				}
+			})
+			fetches.EachRecord(func(r *kgo.Record) {
+				if sent, err := stampOf(r.Value); err == nil {
+					latencies = append(latencies, time.Duration(now-sent))
+				} else if failure == nil {
+					failure = err
+				}
+			})
+		}
+	}()
+	sent, err := b.produceAtRate(ctx, topic, rate, b.cfg.duration)
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case <-done:
+	case <-time.After(drainTimeout):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	stopPolling()
+	<-done
+	if failure != nil {
+		fmt.Printf("  warning: %v\n", failure)
+	}
+	res := newLatencyResult(latencies)
+	res.label, res.rate, res.subscribers, res.sent = rawLabel, rate, 1, sent
+	return res, nil
 }
 
 // latencySetup says what a latency run subscribes and produces.
@@ -144,22 +220,27 @@ func (b *bench) latencyRun(ctx context.Context, caddy *caddyProcess, s latencySe
 	closeAll(conns)
 	readers.Wait()
 
-	res := &latencyResult{rate: s.rate, subscribers: s.subscribers, sent: sent, delivered: delivered.Load(), cpu: cpu, closed: int(closed.Load())}
+	res := newLatencyResult(slices.Concat(perConn...))
+	res.rate, res.subscribers, res.sent, res.cpu, res.closed = s.rate, s.subscribers, sent, cpu, int(closed.Load())
+	res.delivered = delivered.Load() // of well-formed frames only
 	if end.After(start) {
 		res.wall = end.Sub(start)
-	}
-	for _, l := range perConn {
-		res.latencies = append(res.latencies, l...)
-	}
-	slices.Sort(res.latencies)
-	res.p50, res.p99 = percentile(res.latencies, 50), percentile(res.latencies, 99)
-	if len(res.latencies) > 0 {
-		res.max = res.latencies[len(res.latencies)-1]
 	}
 	if f, _ := failure.Load().(error); f != nil {
 		fmt.Printf("  warning: %v\n", f)
 	}
 	return res, nil
+}
+
+// newLatencyResult sorts the latencies of one run and takes their percentiles; each is one delivery.
+func newLatencyResult(latencies []time.Duration) *latencyResult {
+	slices.Sort(latencies)
+	res := &latencyResult{latencies: latencies, delivered: int64(len(latencies))}
+	res.p50, res.p99 = percentile(latencies, 50), percentile(latencies, 99)
+	if len(latencies) > 0 {
+		res.max = latencies[len(latencies)-1]
+	}
+	return res
 }
 
 // subscribeAll subscribes every socket, a few at a time (a subscribe waits for its group to be joined).
@@ -202,17 +283,26 @@ func (b *bench) subscribeAll(conns []*wsConn, s latencySetup) error {
 	return <-errs
 }
 
-// produceAtRate writes rate msg/s for duration with kafka-go's async Writer, paced every millisecond; each value
-// starts with its send time. It returns the number written once the writer has flushed them.
+// produceAtRate writes rate msg/s for duration, paced every millisecond; each value starts with its send time.
+// It returns the number written once all are acknowledged.
+//
+// The producer is franz-go's, with no linger and one request in flight per broker: whatever queues while a
+// request is out goes in the next one, so a slow request never leaves a backlog behind it. kafka-go's Writer
+// (what the produce scenario measures against) sends one batch per partition at a time, closed by size or a
+// fixed timeout; at a millisecond's worth per batch its queue grows behind any slow request, and on Kafka 4.4
+// that put 15–180 ms into the p99 of send-to-append time, which this scenario would then charge to the bridge.
 func (b *bench) produceAtRate(ctx context.Context, topic string, rate int, duration time.Duration) (int64, error) {
+	producer, err := b.kafka.latencyProducer(topic)
+	if err != nil {
+		return 0, err
+	}
+	defer producer.Close()
 	var failed atomic.Value
-	// Batches of about a millisecond's worth per partition, sent within a millisecond: the writer adds little latency.
-	batch := max(1, rate/(1000*b.kafka.partitions))
-	w := b.kafka.writer(topic, batch, time.Millisecond, func(_ []kafka.Message, err error) {
+	acked := func(_ *kgo.Record, err error) {
 		if err != nil {
 			failed.CompareAndSwap(nil, err)
 		}
-	})
+	}
 	total := int64(rate) * int64(duration/time.Millisecond) / 1000
 	var sent int64
 	tick := time.NewTicker(time.Millisecond)
@@ -221,26 +311,16 @@ func (b *bench) produceAtRate(ctx context.Context, topic string, rate int, durat
 	for sent < total {
 		select {
 		case <-ctx.Done():
-			w.Close()
 			return sent, ctx.Err()
 		case now := <-tick.C:
 			due := min(total, int64(now.Sub(start).Seconds()*float64(rate)))
-			if due <= sent {
-				continue
+			for ; sent < due; sent++ {
+				producer.Produce(ctx, &kgo.Record{Value: stampedValue(make([]byte, 0, b.cfg.size), time.Now())}, acked)
 			}
-			msgs := make([]kafka.Message, due-sent)
-			for i := range msgs {
-				msgs[i] = kafka.Message{Value: stampedValue(make([]byte, 0, b.cfg.size), time.Now())}
-			}
-			if err := w.WriteMessages(ctx, msgs...); err != nil {
-				w.Close()
-				return sent, err
-			}
-			sent = due
 		}
 	}
-	if err := w.Close(); err != nil {
-		return sent, fmt.Errorf("closing the writer: %w", err)
+	if err := producer.Flush(ctx); err != nil {
+		return sent, fmt.Errorf("flushing the producer: %w", err)
 	}
 	if err, _ := failed.Load().(error); err != nil {
 		return sent, fmt.Errorf("producing: %w", err)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // kafkaCluster is the broker of a run: KAFKA_BROKERS, or an in-process kfake cluster the Caddy processes share.
@@ -129,6 +130,35 @@ func (k *kafkaCluster) writer(topic string, batchSize int, batchTimeout time.Dur
 		Completion:   completion,
 		Transport:    &kafka.Transport{Dial: (&net.Dialer{Timeout: 5 * time.Second}).DialContext},
 	}
+}
+
+// latencyProducer is the latency scenarios' producer (see produceAtRate): acknowledged by the leader and
+// round-robin over partitions, as the bridge publishes by default, uncompressed, with no linger.
+func (k *kafkaCluster) latencyProducer(topic string) (*kgo.Client, error) {
+	return kgo.NewClient(
+		kgo.SeedBrokers(k.brokers...),
+		kgo.DefaultProduceTopic(topic),
+		kgo.RequiredAcks(kgo.LeaderAck()),
+		kgo.DisableIdempotentWrite(), // required with leader acks
+		kgo.RecordPartitioner(kgo.RoundRobinPartitioner()),
+		kgo.ProducerBatchCompression(kgo.NoCompression()),
+		kgo.ProducerLinger(0),
+	)
+}
+
+// rawConsumer is the consume scenario's baseline: franz-go reading every partition of a fresh topic from offset 0,
+// with the bridge's default fetch settings (fetch_min_bytes 1, fetch_max_wait 100ms).
+func (k *kafkaCluster) rawConsumer(topic string) (*kgo.Client, error) {
+	from := make(map[int32]kgo.Offset, k.partitions)
+	for p := range k.partitions {
+		from[int32(p)] = kgo.NewOffset().At(0)
+	}
+	return kgo.NewClient(
+		kgo.SeedBrokers(k.brokers...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: from}),
+		kgo.FetchMinBytes(1),
+		kgo.FetchMaxWait(100*time.Millisecond),
+	)
 }
 
 func moduleVersion(path string) string {

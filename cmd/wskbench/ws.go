@@ -102,12 +102,9 @@ func sendTimes(frame []byte, fn func(sent int64)) (notes int, err error) {
 			return notes, nil
 		}
 		frame = frame[i+len(notifPrefix):]
-		if len(frame) < stampDigits {
-			return notes, fmt.Errorf("notification value shorter than its timestamp")
-		}
-		sent, err := strconv.ParseInt(string(frame[:stampDigits]), 10, 64)
+		sent, err := stampOf(frame)
 		if err != nil {
-			return notes, fmt.Errorf("notification value without a timestamp: %w", err)
+			return notes, err
 		}
 		fn(sent)
 		notes++
@@ -116,6 +113,18 @@ func sendTimes(frame []byte, fn func(sent int64)) (notes int, err error) {
 
 // stampDigits is the length of the send time that starts every value the tool produces for latency runs.
 const stampDigits = 19
+
+// stampOf reads the send time that starts value.
+func stampOf(value []byte) (int64, error) {
+	if len(value) < stampDigits {
+		return 0, fmt.Errorf("value shorter than its timestamp: %.40q", value)
+	}
+	sent, err := strconv.ParseInt(string(value[:stampDigits]), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("value without a timestamp: %w", err)
+	}
+	return sent, nil
+}
 
 // stampedValue returns a value of size bytes starting with now in ns since the epoch.
 func stampedValue(buf []byte, now time.Time) []byte {
