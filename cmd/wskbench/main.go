@@ -1,6 +1,7 @@
 // Command wskbench measures a Caddy binary with the wskafka module against Kafka: publish throughput against a raw
-// kafka-go Writer, consume latency against a raw franz-go consumer, the cost of idle sockets, and fan-out to many subscribers. Every figure is
-// measured in one run on one broker, next to its baseline, because the machine it runs on is rarely quiet.
+// kafka-go Writer, consume latency against a raw franz-go consumer, the cost of idle sockets, and fan-out to many
+// subscribers. Every figure is measured in one run on one broker, next to its baseline, because the machine it
+// runs on is rarely quiet.
 //
 //	go build -o caddy ./cmd/caddy
 //	go run ./cmd/wskbench -caddy ./caddy [-brokers host:port,…] [-only produce,consume,idle,fanout] [-out BENCHMARKS.md]
