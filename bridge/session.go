@@ -70,8 +70,12 @@ type Session struct {
 	peerGone     atomic.Bool  // the peer sent a close frame or the socket failed: send no close frame
 
 	publisher *Publisher
-	// lastActive is when the client last sent anything, pongs included (unix nanoseconds), for keepalive.
-	lastActive atomic.Int64
+	// active says the client sent something, pongs included, since the hub's last keepalive tick. Setting a flag
+	// costs the read loop less than reading the clock for every frame (4% of Caddy's CPU when publishing).
+	active atomic.Bool
+	// lastActive is the keepalive tick that last found the session active (or its start); only the hub's
+	// keepalive goroutine uses it.
+	lastActive time.Time
 	// limiter bounds publishes; made on the first publish, so idle sockets carry none.
 	limiter *publishLimiter
 
@@ -110,7 +114,7 @@ func newSession(h *Hub, conn *websocket.Conn, num uint64, client Client) *Sessio
 	s.publisher = newPublisher(h.kafka, h.cfg.Producer, h.cfg.RequestTimeout, s.published)
 	// A larger frame makes gorilla close the socket with 1009, message too big (RFC 6455 §7.4.1).
 	conn.SetReadLimit(h.cfg.Limits.MaxFrameBytes)
-	s.touch()
+	s.lastActive = time.Now()
 	conn.SetPongHandler(func(string) error { s.touch(); return nil })
 	conn.SetPingHandler(func(data string) error {
 		s.touch()
@@ -128,13 +132,17 @@ func newSession(h *Hub, conn *websocket.Conn, num uint64, client Client) *Sessio
 	return s
 }
 
-func (s *Session) touch() { s.lastActive.Store(time.Now().UnixNano()) }
+func (s *Session) touch() { s.active.Store(true) }
 
 // keepalive pings the socket when it has been quiet for interval, and closes it when it has been quiet for
 // interval plus timeout: its peer is gone. The hub calls it for every socket from one ticker, so idle sockets
-// need no timer of their own.
+// need no timer of their own. Activity counts from the first tick that sees it, so a socket is pinged after
+// between interval and interval plus one tick of quiet.
 func (s *Session) keepalive(now time.Time, interval, timeout time.Duration) {
-	quiet := now.Sub(time.Unix(0, s.lastActive.Load()))
+	if s.active.Swap(false) {
+		s.lastActive = now
+	}
+	quiet := now.Sub(s.lastActive)
 	switch {
 	case quiet >= interval+timeout:
 		s.logger.Info("closing a socket whose peer stopped answering pings", zap.Duration("quiet", quiet))
