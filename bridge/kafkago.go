@@ -176,6 +176,10 @@ func (k *KafkaGo) Brokers() []string { return slices.Clone(k.cfg.Brokers) }
 
 // Topics implements Admin.
 func (k *KafkaGo) Topics(ctx context.Context, topics []string) (map[string][]PartitionInfo, error) {
+	return retried(ctx, func() (map[string][]PartitionInfo, error) { return k.topics(ctx, topics) })
+}
+
+func (k *KafkaGo) topics(ctx context.Context, topics []string) (map[string][]PartitionInfo, error) {
 	client, done := k.client()
 	defer done()
 	res, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
@@ -309,9 +313,9 @@ func (k *KafkaGo) groupOffsets(ctx context.Context, group, topic string, partiti
 	return out, nil
 }
 
-// retried runs a read-only admin request again while Kafka answers with an error it calls retriable (a
-// partition whose leader is still being elected right after the topic was created, a coordinator loading), until
-// ctx ends.
+// retried runs a read-only admin request (topics, watermarks, offsets) again while Kafka answers with an error it
+// calls retriable (a partition whose leader is still being elected right after the topic was created, a coordinator
+// loading), until ctx ends.
 func retried[T any](ctx context.Context, request func() (T, error)) (T, error) {
 	backoff := 20 * time.Millisecond
 	for {
