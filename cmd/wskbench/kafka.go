@@ -70,6 +70,21 @@ func (k *kafkaCluster) createTopic(ctx context.Context, topic string) error {
 	}
 }
 
+// deleteTopic drops a topic the tool is done with, so that the records of earlier rounds do not weigh on later
+// ones (the embedded broker keeps them in the tool's heap).
+func (k *kafkaCluster) deleteTopic(ctx context.Context, topic string) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	resp, err := k.client.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: []string{topic}})
+	if err == nil {
+		err = resp.Errors[topic]
+	}
+	if err != nil {
+		return fmt.Errorf("deleting topic %s: %w", topic, err)
+	}
+	return nil
+}
+
 // highWatermark is the sum of the high watermarks of the topic's partitions: the records it holds.
 func (k *kafkaCluster) highWatermark(ctx context.Context, topic string) (int64, error) {
 	req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: nil}}

@@ -42,6 +42,8 @@ type config struct {
 	size     int
 	rounds   int
 
+	framesPerWrite int
+
 	// consume
 	rates    []int
 	duration time.Duration
@@ -73,8 +75,9 @@ func main() {
 	flag.StringVar(&cfg.logDir, "logs", "", "keep Caddy's Caddyfiles and logs here (default: a temp dir, removed)")
 
 	flag.IntVar(&cfg.conns, "c", 10, "produce: WebSocket connections (C)")
-	flag.IntVar(&cfg.messages, "n", 300000, "produce: messages per run (N)")
+	flag.IntVar(&cfg.messages, "n", 1000000, "produce: messages per run (N)")
 	flag.IntVar(&cfg.size, "s", 100, "produce and consume: message size in bytes (S)")
+	flag.IntVar(&cfg.framesPerWrite, "frames-per-write", 32, "produce: publish frames each socket writes with one system call (1: one each, as a naive client does)")
 	flag.IntVar(&cfg.rounds, "rounds", 3, "produce: rounds of bridge and raw runs; the median is reported")
 
 	flag.StringVar(&rates, "r", "5000,20000", "consume: producer rates in msg/s (R), comma separated")
@@ -108,6 +111,9 @@ func main() {
 			fatalf("-r: %q is not a positive rate", r)
 		}
 		cfg.rates = append(cfg.rates, n)
+	}
+	if cfg.framesPerWrite < 1 {
+		fatalf("-frames-per-write must be at least 1")
 	}
 	if cfg.size < 19 {
 		fatalf("-s must be at least 19: a value carries its send time as 19 digits")

@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"strconv"
 	"sync"
@@ -133,6 +135,27 @@ func stampedValue(buf []byte, now time.Time) []byte {
 		buf = append(buf, 'x')
 	}
 	return buf
+}
+
+// maskedFrames returns count copies of the client text frame carrying payload, back to back: masked as RFC 6455
+// §5.3 requires of a client (with one key, which the server does not care about), so that written to a socket as
+// one buffer they arrive as count frames. Encoded once, they cost the tool nothing but the write.
+func maskedFrames(payload []byte, count int) []byte {
+	header := []byte{0x81} // FIN, text
+	switch n := len(payload); {
+	case n < 126:
+		header = append(header, 0x80|byte(n))
+	case n <= 0xffff:
+		header = binary.BigEndian.AppendUint16(append(header, 0x80|126), uint16(n))
+	default:
+		header = binary.BigEndian.AppendUint64(append(header, 0x80|127), uint64(n))
+	}
+	key := binary.LittleEndian.AppendUint32(nil, rand.Uint32())
+	frame := append(append(header, key...), payload...)
+	for i := range payload {
+		frame[len(header)+len(key)+i] ^= key[i%4]
+	}
+	return bytes.Repeat(frame, count)
 }
 
 // dialMany opens n sockets with at most parallel handshakes at a time.
