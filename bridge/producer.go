@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -118,13 +119,23 @@ func (p *producer) chunks(records []Record, indexes []int) [][]int {
 // restarting) up to maxAttempts, and stores each record's outcome.
 func (p *producer) send(ctx context.Context, topic string, partition int, records []Record, indexes []int, results []error) {
 	batch := make([]kafka.Record, len(indexes))
+	// The readers of the keys and values, made in one piece: one each (kafka.NewBytes) was an allocation per
+	// record, and two for a keyed one.
+	readers := make([]recordBytes, 2*len(indexes))
+	fill := func() {
+		for j, i := range indexes {
+			r := &records[i]
+			batch[j].Key, batch[j].Value = readers[2*j].of(r.Key), readers[2*j+1].of(r.Value)
+		}
+	}
 	for j, i := range indexes {
 		r := &records[i]
-		batch[j] = kafka.Record{Time: r.Time, Key: bytesOrNull(r.Key), Value: bytesOrNull(r.Value)}
+		batch[j].Time = r.Time
 		for _, h := range r.Headers {
 			batch[j].Headers = append(batch[j].Headers, kafka.Header{Key: h.Key, Value: h.Value})
 		}
 	}
+	fill()
 	backoff := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		actx, cancel := context.WithTimeout(ctx, p.ackTimeout)
@@ -157,10 +168,7 @@ func (p *producer) send(ctx context.Context, topic string, partition int, record
 			}
 			return
 		}
-		for j := range batch { // the record reader consumed the values' readers
-			r := &records[indexes[j]]
-			batch[j].Key, batch[j].Value = bytesOrNull(r.Key), bytesOrNull(r.Value)
-		}
+		fill() // the request consumed the readers
 		select {
 		case <-time.After(backoff):
 			backoff = min(2*backoff, time.Second)
@@ -169,12 +177,19 @@ func (p *producer) send(ctx context.Context, topic string, partition int, record
 	}
 }
 
-// bytesOrNull keeps a nil key or value null, and an empty one empty.
-func bytesOrNull(b []byte) kafka.Bytes {
+// recordBytes is a key or value as kafka-go reads it (kafka.Bytes): what kafka.NewBytes makes, in memory the
+// caller provides.
+type recordBytes struct{ bytes.Reader }
+
+func (*recordBytes) Close() error { return nil }
+
+// of points r at b and returns it, keeping a nil key or value null and an empty one empty.
+func (r *recordBytes) of(b []byte) kafka.Bytes {
 	if b == nil {
 		return nil
 	}
-	return kafka.NewBytes(b)
+	r.Reset(b)
+	return r
 }
 
 // retriable tells whether a failed produce may succeed if sent again.

@@ -16,7 +16,7 @@ import (
 
 // handle answers one frame: a request, or a JSON array of requests handled in order, each as if sent alone.
 func (s *Session) handle(frame []byte) {
-	protocol.DecodeFrame(frame, func(req protocol.Request, perr *protocol.Error) {
+	s.decoder.DecodeFrame(frame, func(req protocol.Request, perr *protocol.Error) {
 		if perr != nil {
 			s.replyError(&req, perr)
 			return

@@ -69,6 +69,7 @@ type Session struct {
 	closeCode    atomic.Int32 // the close frame's code (RFC 6455 §7.4.1); 1000 unless the hub sets one
 	peerGone     atomic.Bool  // the peer sent a close frame or the socket failed: send no close frame
 
+	decoder   protocol.Decoder // the read loop's
 	publisher *Publisher
 	// active says the client sent something, pongs included, since the hub's last keepalive tick. Setting a flag
 	// costs the read loop less than reading the clock for every frame (4% of Caddy's CPU when publishing).

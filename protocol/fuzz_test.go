@@ -292,6 +292,23 @@ func FuzzDecodeFrame(f *testing.F) {
 	})
 }
 
+// FuzzDecoder checks that what a Decoder returns for a frame does not depend on the frame it decoded before.
+func FuzzDecoder(f *testing.F) {
+	f.Add([]byte(`{"t":"notif","p":{"t":"orders","m":"a"}}`), []byte(`{"t":"notif","p":{"t":"orders","m":"b"}}`))
+	f.Add([]byte(`{"t":"notif","p":{"t":"orders","m":"a"}}`), []byte(`{"t":"notif","p":{"t":"\u006frders","m":"b"}}`))
+	f.Add([]byte(`{"t":"notif","p":{"t":"orders","m":"a"}}`), []byte(`{"t":"notif","p":{"t":"","m":"b"}}`))
+	f.Add([]byte(`{"t":"notif","p":{"t":"a b","m":"a"}}`), []byte(`{"t":"notif","p":{"t":"a b","m":"b"}}`))
+	f.Fuzz(func(t *testing.T, before, frame []byte) {
+		var d Decoder
+		d.Decode(before)
+		gotReq, gotErr := d.Decode(frame)
+		wantReq, wantErr := Decode(frame)
+		if !reflect.DeepEqual(gotReq, wantReq) || !reflect.DeepEqual(gotErr, wantErr) {
+			t.Fatalf("after %q: got %+v, %v; alone: %+v, %v", before, gotReq, gotErr, wantReq, wantErr)
+		}
+	})
+}
+
 // FuzzAppendNotificationsMeta checks that a notification with metadata is always JSON in UTF-8 from which the
 // record's bytes can be read back: as text when they are UTF-8, as base64 otherwise.
 func FuzzAppendNotificationsMeta(f *testing.F) {

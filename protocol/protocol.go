@@ -169,11 +169,25 @@ func errorf(code, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
+// Decoder decodes the frames of one connection. It remembers the topic of the last publish, so that a client
+// publishing to one topic over and over costs neither a new string nor a new check of the name per message. What
+// it returns does not depend on what it decoded before. The zero Decoder is ready for use; it is not safe for
+// concurrent use.
+type Decoder struct {
+	topic string // the last valid topic name published to
+}
+
 // Decode parses and validates one text frame holding one request, a JSON object. On failure it returns the
 // *Error and a Request filled as far as the frame could be read (ID, Type, Action), so the error reply can still
 // carry refid, t and a; Op and the payload fields are then unset. A frame that is not JSON yields an empty
 // Request: nothing in it can be trusted. DecodeFrame also accepts an array of requests.
-func Decode(frame []byte) (req Request, err *Error) {
+func Decode(frame []byte) (Request, *Error) {
+	var d Decoder
+	return d.Decode(frame)
+}
+
+// Decode is the package's Decode, for one connection's frames.
+func (d *Decoder) Decode(frame []byte) (req Request, err *Error) {
 	var env envelope
 	object, valid := env.scan(frame)
 	if !valid {
@@ -235,7 +249,7 @@ func Decode(frame []byte) (req Request, err *Error) {
 		switch {
 		case !env.a.present() || aIsString && req.Action == "create":
 			op = OpPublish
-			err = decodePublish(frame, &env, &req)
+			err = d.decodePublish(frame, &env, &req)
 		case !aIsString:
 			return req, errorf(CodeUnknownAction, "a must be a string")
 		case req.Action == "ack":
@@ -263,10 +277,16 @@ func Decode(frame []byte) (req Request, err *Error) {
 // Request: no refid). A frame that is not JSON, an empty array and an array of more than MaxBatch elements each get
 // a single error.
 func DecodeFrame(frame []byte, each func(req Request, err *Error)) {
+	var d Decoder
+	d.DecodeFrame(frame, each)
+}
+
+// DecodeFrame is the package's DecodeFrame, for one connection's frames.
+func (d *Decoder) DecodeFrame(frame []byte, each func(req Request, err *Error)) {
 	s := scanner{data: frame}
 	s.space()
 	if s.i >= len(frame) || frame[s.i] != '[' {
-		each(Decode(frame))
+		each(d.Decode(frame))
 		return
 	}
 	arr := span{start: s.i}
@@ -289,7 +309,7 @@ func DecodeFrame(frame []byte, each func(req Request, err *Error)) {
 				each(Request{}, errorf(CodeInvalidFrame, "frame[%d] must be a JSON object", i))
 				continue
 			}
-			each(Decode(frame[el.start:el.end]))
+			each(d.Decode(frame[el.start:el.end]))
 		}
 	}
 }
@@ -759,7 +779,7 @@ func decodeAck(frame []byte, env *envelope, req *Request) *Error {
 
 // decodePublish reads p of a publish: {"t": topic, "m": message} and the optional k, h, part, ts, enc and ack,
 // all from the spans the frame scan recorded: a publish is the one request sent at a high rate.
-func decodePublish(frame []byte, env *envelope, req *Request) *Error {
+func (d *Decoder) decodePublish(frame []byte, env *envelope, req *Request) *Error {
 	pm := &env.pm
 	switch {
 	case !env.p.present():
@@ -773,9 +793,14 @@ func decodePublish(frame []byte, env *envelope, req *Request) *Error {
 	}
 	// Filled in place: Decode drops it on an error, and a copy of it would cost on every publish.
 	pub := &req.Publish
-	*pub = Publish{Topic: text(frame, pm.t), Partition: -1, Time: -1}
-	if err := ValidTopicName(pub.Topic); err != nil {
-		return errorf(CodeInvalidTopic, "p.t: %v", err)
+	*pub = Publish{Topic: d.topic, Partition: -1, Time: -1}
+	// A valid name has nothing to unescape: the same bytes are the same topic.
+	if string(frame[pm.t.start+1:pm.t.end-1]) != d.topic || d.topic == "" {
+		pub.Topic = text(frame, pm.t)
+		if err := ValidTopicName(pub.Topic); err != nil {
+			return errorf(CodeInvalidTopic, "p.t: %v", err)
+		}
+		d.topic = pub.Topic
 	}
 	m := pm.m
 	if !m.present() {

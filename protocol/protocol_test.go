@@ -281,19 +281,67 @@ func TestErrorError(t *testing.T) {
 	}
 }
 
+// One connection's Decoder remembers the last topic published to; every frame still decodes as it would alone,
+// the topic's name checked whenever its bytes differ from the remembered one.
+func TestDecoderTopics(t *testing.T) {
+	publish := func(topic string) string { return `{"t":"notif","p":{"t":"` + topic + `","m":"x"}}` }
+	var d Decoder
+	for i, tt := range []struct {
+		frame     string
+		wantTopic string
+		wantCode  string
+	}{
+		{publish("orders"), "orders", ""},
+		{publish("orders"), "orders", ""},
+		{publish(`\u006frders`), "orders", ""}, // escaped: other bytes, the same name
+		{publish(""), "", CodeInvalidTopic},
+		{publish("orders"), "orders", ""},
+		{publish("bad topic"), "", CodeInvalidTopic},
+		{publish("bad topic"), "", CodeInvalidTopic}, // an invalid name is never remembered
+		{publish("payments"), "payments", ""},
+		{`{"t":"notif","p":{"t":"orders"}}`, "", CodeInvalidPayload},
+		{`{"t":"notif","p":{"t":"orders","m":"x"}}`, "orders", ""},
+	} {
+		req, err := d.Decode([]byte(tt.frame))
+		alone, aloneErr := Decode([]byte(tt.frame))
+		if !reflect.DeepEqual(req, alone) || !reflect.DeepEqual(err, aloneErr) {
+			t.Fatalf("frame %d %s: got %+v, %v; decoded alone: %+v, %v", i, tt.frame, req, err, alone, aloneErr)
+		}
+		if gotCode := codeOf(err); gotCode != tt.wantCode || req.Publish.Topic != tt.wantTopic {
+			t.Fatalf("frame %d %s: got topic %q, code %q; want %q, %q", i, tt.frame, req.Publish.Topic, gotCode, tt.wantTopic, tt.wantCode)
+		}
+	}
+}
+
+func codeOf(err *Error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Code
+}
+
 func raw(s string) json.RawMessage { return json.RawMessage(s) }
 
 func BenchmarkDecodePublish(b *testing.B) {
-	frame := []byte(`{"id":1320,"t":"notif","a":"create","p":{"t":"topic1","m":"` +
-		strings.ReplaceAll(string(benchValue), `"`, `\"`) + `"}}`)
-	req, err := Decode(frame)
-	if err != nil || len(req.Publish.Value) != 100 {
-		b.Fatalf("got %d bytes and error %v, want 100 bytes", len(req.Publish.Value), err)
-	}
-	b.SetBytes(int64(len(frame)))
-	b.ReportAllocs()
-	for b.Loop() {
-		Decode(frame)
+	for _, bc := range []struct {
+		name  string
+		value string // 100 bytes, as they arrive in p.m
+	}{
+		{"json", strings.ReplaceAll(string(benchValue), `"`, `\"`)}, // a JSON document sent as a string: escapes every few bytes
+		{"text", strings.Repeat("lorem ipsum ", 9)[:100]},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			frame := []byte(`{"id":1320,"t":"notif","a":"create","p":{"t":"topic1","m":"` + bc.value + `"}}`)
+			req, err := Decode(frame)
+			if err != nil || len(req.Publish.Value) != 100 {
+				b.Fatalf("got %d bytes and error %v, want 100 bytes", len(req.Publish.Value), err)
+			}
+			b.SetBytes(int64(len(frame)))
+			b.ReportAllocs()
+			for b.Loop() {
+				Decode(frame)
+			}
+		})
 	}
 }
 
