@@ -267,7 +267,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.hub = bridge.NewHub(h.bridgeConfig(), val.(*bridge.Cluster), h.logger)
 	h.upgrader = websocket.Upgrader{
 		HandshakeTimeout: time.Duration(h.WriteTimeout),
-		// Lend write buffers only while a message is written: idle sockets then hold none.
+		// Given a pool, gorilla keeps no write buffer per socket; it would draw on it only for data messages, and
+		// the bridge's writer encodes those itself (bridge/writer.go).
 		WriteBufferPool: &writeBuffers,
 		CheckOrigin: func(r *http.Request) bool {
 			if originAllowed(r, h.Origins) {

@@ -7,7 +7,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gorilla/websocket"
 	"go.uber.org/zap"
 
 	"github.com/wskafka/wskafka/protocol"
@@ -15,7 +14,7 @@ import (
 
 // Broadcaster serves broadcast subscriptions: every subscribed socket receives every record of a topic. One
 // stream per topic (and batching settings) reads the topic once for the whole process, whatever the number of
-// sockets, encodes each batch once as a prepared WebSocket message, and hands it to every subscribed socket
+// sockets, encodes each batch once, and hands it to every subscribed socket
 // without waiting: a socket whose queue is full is closed as too slow (close code 1013, try again later), so
 // that it never delays the others. One Broadcaster exists per Kafka cluster, shared by every handler using it.
 type Broadcaster struct {
@@ -340,11 +339,6 @@ func (st *stream) publish(batch []Record) {
 		return
 	}
 	frame := encodeNotifications(batch, st.key.meta)
-	pm, err := websocket.NewPreparedMessage(websocket.TextMessage, frame)
-	if err != nil {
-		st.b.logger.Error("preparing a broadcast frame", zap.Error(err))
-		return
-	}
 	st.mu.Lock()
 	members := make([]*member, 0, len(st.subscribers))
 	for _, m := range st.subscribers {
@@ -352,7 +346,7 @@ func (st *stream) publish(batch []Record) {
 	}
 	st.mu.Unlock()
 	n := float64(len(batch))
-	f := outFrame{prepared: pm, size: int64(len(frame)), written: func() { metrics.delivered.Add(n) }}
+	f := outFrame{data: frame, size: int64(len(frame)), written: func() { metrics.delivered.Add(n) }}
 	for _, m := range members {
 		m.deliver(f, st.key.topic)
 	}

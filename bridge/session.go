@@ -32,13 +32,13 @@ func (r requestRef) request() *protocol.Request {
 	return &protocol.Request{ID: r.id, Type: r.typ, Action: r.action}
 }
 
-// outFrame is one text frame for the writer: data, or a prepared message encoded once for many sockets, of size
-// bytes. written, when set, runs on the writer goroutine once the frame is on the socket; it must not block.
+// outFrame is one text frame for the writer: its payload, which the writer only reads (a broadcast frame goes to
+// many sockets), of size bytes. written, when set, runs on the writer goroutine once the frame is on the socket;
+// it must not block.
 type outFrame struct {
-	data     []byte
-	prepared *websocket.PreparedMessage
-	size     int64
-	written  func()
+	data    []byte
+	size    int64
+	written func()
 }
 
 func dataFrame(data []byte) outFrame { return outFrame{data: data, size: int64(len(data))} }
@@ -68,6 +68,11 @@ type Session struct {
 	writerBroken chan struct{}
 	closeCode    atomic.Int32 // the close frame's code (RFC 6455 §7.4.1); 1000 unless the hub sets one
 	peerGone     atomic.Bool  // the peer sent a close frame or the socket failed: send no close frame
+	// writeMu is held while data frames are written, and while the answer to the peer's close frame is: no data
+	// frame may follow it (RFC 6455 §5.5.1), and the writer writes to the connection itself, past gorilla's lock.
+	writeMu sync.Mutex
+	// closeSent is set, under writeMu, once the close frame answering the peer's is written.
+	closeSent bool
 
 	decoder   protocol.Decoder // the read loop's
 	publisher *Publisher
@@ -115,6 +120,14 @@ func newSession(h *Hub, conn *websocket.Conn, num uint64, client Client) *Sessio
 	s.publisher = newPublisher(h.kafka, h.cfg.Producer, h.cfg.RequestTimeout, s.published)
 	// A larger frame makes gorilla close the socket with 1009, message too big (RFC 6455 §7.4.1).
 	conn.SetReadLimit(h.cfg.Limits.MaxFrameBytes)
+	conn.SetCloseHandler(func(code int, _ string) error {
+		// What gorilla's default handler does, but under writeMu.
+		s.writeMu.Lock()
+		defer s.writeMu.Unlock()
+		s.closeSent = true
+		conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""), time.Now().Add(h.cfg.WriteTimeout))
+		return nil
+	})
 	s.lastActive = time.Now()
 	conn.SetPongHandler(func(string) error { s.touch(); return nil })
 	conn.SetPingHandler(func(data string) error {
@@ -263,73 +276,6 @@ func (s *Session) offer(f outFrame) bool {
 		s.queued.give(f.size)
 		return false
 	}
-}
-
-// writeLoop is the only goroutine that writes data frames. After a failed write it keeps draining the queue, so
-// that senders never block on a dead socket, until stopWriter.
-func (s *Session) writeLoop() {
-	defer close(s.writerOut)
-	broken := false
-	write := func(f outFrame) {
-		defer func() {
-			s.queued.give(f.size)
-			metrics.queuedBytes.Sub(float64(f.size))
-		}()
-		if broken {
-			return
-		}
-		s.conn.SetWriteDeadline(time.Now().Add(s.hub.cfg.WriteTimeout))
-		var err error
-		if f.prepared != nil {
-			err = s.conn.WritePreparedMessage(f.prepared)
-		} else {
-			err = s.conn.WriteMessage(websocket.TextMessage, f.data)
-		}
-		if err != nil {
-			var netErr net.Error
-			if errors.As(err, &netErr) && netErr.Timeout() {
-				metrics.slowCloses.WithLabelValues("write_timeout").Inc()
-				s.logger.Info("closing a socket that took no data for write_timeout", zap.Duration("write_timeout", s.hub.cfg.WriteTimeout))
-			}
-			broken = true
-			close(s.writerBroken)
-			s.peerGone.Store(true)
-			s.logger.Debug("socket write failed", zap.Error(err))
-			s.cancel()
-			return
-		}
-		metrics.framesOut.Inc()
-		metrics.bytesOut.Add(float64(f.size))
-		if f.written != nil {
-			f.written()
-		}
-	}
-	for {
-		select {
-		case f := <-s.out:
-			write(f)
-		case <-s.writerEnd:
-			for {
-				select {
-				case f := <-s.out:
-					write(f)
-				default:
-					if !broken && !s.peerGone.Load() {
-						code := int(s.closeCode.Load())
-						msg := websocket.FormatCloseMessage(code, closeReasons[code])
-						s.conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(s.hub.cfg.CloseTimeout))
-					}
-					return
-				}
-			}
-		}
-	}
-}
-
-// stopWriter lets the writer send what is queued and the close frame, and waits for it.
-func (s *Session) stopWriter() {
-	close(s.writerEnd)
-	<-s.writerOut
 }
 
 // closeTooSlow closes a socket that cannot keep up with its broadcast subscription: 1013, try again later (IANA

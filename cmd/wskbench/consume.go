@@ -141,6 +141,7 @@ type latencySetup struct {
 	duration     time.Duration
 	subscribers  int
 	group        func(i int) string // the consumer group of subscriber i; nil: broadcast
+	profile      string             // where a CPU profile of Caddy while the producer runs goes ("": none)
 }
 
 // latencyRun subscribes the sockets, produces rate msg/s for duration with a raw writer, each value starting with
@@ -201,9 +202,18 @@ func (b *bench) latencyRun(ctx context.Context, caddy *caddyProcess, s latencySe
 	if err != nil {
 		return nil, err
 	}
+	profiled := make(chan error, 1)
+	if s.profile != "" {
+		go func() { profiled <- caddy.cpuProfile(ctx, int(s.duration.Seconds()), s.profile) }()
+	} else {
+		profiled <- nil
+	}
 	start := time.Now()
 	sent, err := b.produceAtRate(ctx, s.topic, s.rate, s.duration)
 	if err != nil {
+		return nil, err
+	}
+	if err := <-profiled; err != nil {
 		return nil, err
 	}
 	select {

@@ -24,12 +24,16 @@ func (b *bench) fanout(ctx context.Context) error {
 			continue
 		}
 		// A fresh Caddy per mode: the CPU of one does not leak into the other (groups leaving, readers stopping).
-		caddy, err := b.startCaddy(ctx, false)
+		profile := ""
+		if run.mode == "broadcast" {
+			profile = b.cfg.fanoutProfile
+		}
+		caddy, err := b.startCaddy(ctx, profile != "")
 		if err != nil {
 			return err
 		}
 		topic := b.topic(fmt.Sprintf("fanout-%d", len(b.fanoutResult)))
-		setup := latencySetup{topic: topic, route: "/ws0", rate: b.cfg.fanoutRate, duration: b.cfg.fanoutDuration, subscribers: run.subs}
+		setup := latencySetup{topic: topic, route: "/ws0", rate: b.cfg.fanoutRate, duration: b.cfg.fanoutDuration, subscribers: run.subs, profile: profile}
 		if run.mode != "broadcast" {
 			setup.group = func(i int) string { return fmt.Sprintf("%s-g%d", topic, i) }
 		}

@@ -33,8 +33,10 @@ type config struct {
 	plot       string
 	profile    string
 	profileSec int
-	partitions int
-	logDir     string
+	// fanoutProfile is where a CPU profile of Caddy during the broadcast fan-out goes ("": none).
+	fanoutProfile string
+	partitions    int
+	logDir        string
 
 	// produce
 	conns    int
@@ -71,6 +73,7 @@ func main() {
 	flag.StringVar(&cfg.plot, "plot", "", "PNG histogram of the latencies (default bench/latency.png, bench/latency-kafka.png with -brokers); \"-\": none")
 	flag.StringVar(&cfg.profile, "profile", "", "write a CPU profile of Caddy during an extra produce round here (enables Caddy's admin API on loopback)")
 	flag.IntVar(&cfg.profileSec, "profile-seconds", 10, "length of the CPU profile")
+	flag.StringVar(&cfg.fanoutProfile, "fanout-profile", "", "write a CPU profile of Caddy while the broadcast fan-out's producer runs here (enables Caddy's admin API on loopback)")
 	flag.IntVar(&cfg.partitions, "partitions", 4, "partitions of every topic the tool creates")
 	flag.StringVar(&cfg.logDir, "logs", "", "keep Caddy's Caddyfiles and logs here (default: a temp dir, removed)")
 
