@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"bytes"
 	"iter"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -408,6 +409,10 @@ func hex4(b []byte) rune {
 // appendUnquoted appends the text of the validated string raw (without its quotes) as encoding/json decodes it:
 // a byte that is not UTF-8 and a lone UTF-16 surrogate both become U+FFFD.
 func appendUnquoted(dst, raw []byte) []byte {
+	// Most strings have nothing to unescape or replace: one vectorised search and one copy then.
+	if bytes.IndexByte(raw, '\\') < 0 && utf8.Valid(raw) {
+		return append(dst, raw...)
+	}
 	for i := 0; i < len(raw); {
 		c := raw[i]
 		switch {
