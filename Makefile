@@ -38,9 +38,12 @@ fuzz:
 	done
 
 # The benchmarks of BENCHMARKS.md (not tests: nothing in `make test` depends on timing). The in-process broker by
-# default, KAFKA_BROKERS for a real one (KAFKA_VERSION names it in the results); BENCHFLAGS adds wskbench flags.
+# default, KAFKA_BROKERS for a real one (KAFKA_VERSION names it in the results; the group-per-subscriber fan-out
+# then has 250 subscribers, see BENCHMARKS.md); BENCHFLAGS adds wskbench flags.
+BENCH_SUFFIX = $(if $(KAFKA_BROKERS),-kafka)
 bench: build
-	$(GO) run ./cmd/wskbench -caddy ./caddy -out BENCHMARKS.md -profile bench/produce.pprof $(BENCHFLAGS)
+	$(GO) run ./cmd/wskbench -caddy ./caddy -out BENCHMARKS.md -profile bench/produce$(BENCH_SUFFIX).pprof \
+		-fanout-profile bench/fanout$(BENCH_SUFFIX).pprof $(if $(KAFKA_BROKERS),-group-subs=250) $(BENCHFLAGS)
 
 e2e-deps:
 	@if [ -f e2e/node/package.json ]; then cd e2e/node && npm ci --no-audit --no-fund --loglevel=error; fi

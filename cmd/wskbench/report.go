@@ -140,6 +140,9 @@ func (b *bench) report() string {
 	if p := b.produceResult; p != nil && p.profilePath != "" {
 		fmt.Fprintf(&w, "\nCPU profile of Caddy during an extra produce round (%d publishes in %d s): `%s`.\n", p.profileMessages, p.profileSeconds, p.profilePath)
 	}
+	if b.cfg.fanoutProfile != "" && len(b.fanoutResult) > 0 && b.fanoutResult[0].mode == "broadcast" {
+		fmt.Fprintf(&w, "\nCPU profile of Caddy during the broadcast fan-out, while the producer ran: `%s`.\n", b.cfg.fanoutProfile)
+	}
 	if b.cfg.plot != "" && len(b.consumeResult)+len(b.fanoutResult) > 0 {
 		fmt.Fprintf(&w, "\nLatency histograms: `%s`.\n", b.cfg.plot)
 	}
