@@ -14,9 +14,9 @@ import (
 
 // Broadcaster serves broadcast subscriptions: every subscribed socket receives every record of a topic. One
 // stream per topic (and batching settings) reads the topic once for the whole process, whatever the number of
-// sockets, encodes each batch once, and hands it to every subscribed socket
-// without waiting: a socket whose queue is full is closed as too slow (close code 1013, try again later), so
-// that it never delays the others. One Broadcaster exists per Kafka cluster, shared by every handler using it.
+// sockets, encodes each batch once, and hands it to every subscribed socket without waiting: a socket whose queue
+// is full is closed as too slow (close code 1013, try again later), so that it never delays the others. One
+// Broadcaster exists per Kafka cluster, shared by every handler using it.
 type Broadcaster struct {
 	kafka  Kafka
 	logger *zap.Logger

@@ -73,6 +73,8 @@ type Session struct {
 	writeMu sync.Mutex
 	// closeSent is set, under writeMu, once the close frame answering the peer's is written.
 	closeSent bool
+	// framesSent counts the frames written; the writer's own, read once it has ended.
+	framesSent uint64
 
 	decoder   protocol.Decoder // the read loop's
 	publisher *Publisher
@@ -185,7 +187,8 @@ func (s *Session) run() {
 	s.stopSubscription()
 	s.stopWriter()
 	s.conn.Close()
-	s.logger.Info("connection closed", zap.Duration("duration", time.Since(start)), zap.Uint64("requests", requests))
+	s.logger.Info("connection closed", zap.Duration("duration", time.Since(start)), zap.Uint64("requests", requests),
+		zap.Uint64("frames_sent", s.framesSent))
 }
 
 // keptReadBuffer is the largest read buffer a session keeps between frames; a larger frame's buffer is dropped

@@ -113,6 +113,7 @@ gather:
 		s.cancel()
 		return
 	}
+	s.framesSent += uint64(len(frames))
 	metrics.framesOut.Add(float64(len(frames)))
 	metrics.bytesOut.Add(float64(size))
 	for _, f := range frames {

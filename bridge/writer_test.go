@@ -3,6 +3,7 @@ package bridge
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -11,15 +12,21 @@ import (
 
 	"github.com/gorilla/websocket"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
-// writerSession upgrades one connection from a gorilla client and returns the server's session, its writer not
-// started, and the client's end.
+// writerSession upgrades one connection from a gorilla client and returns the server's session, not yet run, and
+// the client's end.
 func writerSession(t *testing.T) (*Session, *websocket.Conn) {
+	return sessionWith(t, zap.NewNop(), Client{})
+}
+
+// sessionWith is writerSession with the hub's logger and the client's identity.
+func sessionWith(t *testing.T, logger *zap.Logger, client Client) (*Session, *websocket.Conn) {
 	t.Helper()
 	hub := &Hub{
 		cfg:    Config{WriteTimeout: 5 * time.Second, CloseTimeout: time.Second, Limits: Limits{MaxQueueBytes: 1 << 20, MaxFrameBytes: 1 << 20}},
-		logger: zap.NewNop(),
+		logger: logger,
 		ctx:    context.Background(),
 	}
 	sessions := make(chan *Session, 1)
@@ -29,17 +36,17 @@ func writerSession(t *testing.T) (*Session, *websocket.Conn) {
 			t.Error(err)
 			return
 		}
-		sessions <- newSession(hub, conn, 1, Client{})
+		sessions <- newSession(hub, conn, 1, client)
 	}))
 	t.Cleanup(server.Close)
-	client, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(server.URL, "http"), nil)
+	peer, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(server.URL, "http"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { client.Close() })
+	t.Cleanup(func() { peer.Close() })
 	s := <-sessions
 	t.Cleanup(func() { s.conn.Close() })
-	return s, client
+	return s, peer
 }
 
 // Frames queued together reach the client as the same frames, in order, whatever their sizes: each length form
@@ -94,5 +101,46 @@ func TestWriterNothingAfterClose(t *testing.T) {
 	}
 	if !s.writeFailed() {
 		t.Fatal("the late frame was written after the close frame")
+	}
+}
+
+// A connection logs one line when it opens and one when it closes, with its number, the client's identity, how
+// long it lasted and what went through it, and never a payload at info level.
+func TestSessionLogLines(t *testing.T) {
+	core, logs := observer.New(zap.InfoLevel)
+	s, client := sessionWith(t, zap.New(core), Client{Identity: "alice"})
+	ran := make(chan struct{})
+	go func() { s.run(); close(ran) }()
+	s.send(dataFrame([]byte(`[{"id":1,"t":"notif","p":"secret"}]`)))
+	client.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, _, err := client.ReadMessage(); err != nil {
+		t.Fatal(err)
+	}
+	client.WriteMessage(websocket.TextMessage, []byte(`not json`)) // answered with an error frame
+	if _, _, err := client.ReadMessage(); err != nil {
+		t.Fatal(err)
+	}
+	client.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+	<-ran
+
+	lines := logs.AllUntimed()
+	if len(lines) != 2 || lines[0].Message != "connection opened" || lines[1].Message != "connection closed" {
+		t.Fatalf("got %+v, want one line opening and one closing", lines)
+	}
+	for _, line := range lines {
+		fields := line.ContextMap()
+		if fields["ws"] != uint64(1) || fields["identity"] != "alice" || fields["remote"] == "" {
+			t.Fatalf("%q: got fields %v, want ws 1, identity alice and the remote address", line.Message, fields)
+		}
+		if strings.Contains(fmt.Sprint(fields), "secret") {
+			t.Fatalf("%q logs a payload: %v", line.Message, fields)
+		}
+	}
+	closed := lines[1].ContextMap()
+	if closed["requests"] != uint64(1) || closed["frames_sent"] != uint64(2) {
+		t.Fatalf("got %v, want 1 request read and 2 frames sent", closed)
+	}
+	if d, ok := closed["duration"].(time.Duration); !ok || d <= 0 {
+		t.Fatalf("got duration %v, want how long the connection lasted", closed["duration"])
 	}
 }
