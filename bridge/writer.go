@@ -17,7 +17,8 @@ import (
 // on its own through gorilla cost a system call per delivery: 60% of Caddy's CPU when broadcasting 100,000
 // deliveries a second. The more the writer falls behind, the more it gathers per call. Control frames (ping,
 // pong, close) stay gorilla's WriteControl; every write to the connection is one call, so one never lands inside
-// another.
+// another. Frames go out uncompressed: the upgrader does not offer permessage-deflate (RFC 7692), so no peer
+// expects otherwise.
 
 // coalesceBytes bounds what one write gathers; a frame larger than that is written on its own, from its own
 // memory.
