@@ -27,8 +27,9 @@ const coalesceBytes = 64 << 10
 // maxFrameHeader is the longest header of an unmasked frame (RFC 6455 §5.2).
 const maxFrameHeader = 10
 
-// coalesceBuffers lend the writers their buffers only while they write: idle sockets hold none.
-var coalesceBuffers = sync.Pool{New: func() any { return new([]byte) }}
+// coalesceBuffers lend the writers their buffers only while they write: idle sockets hold none. A buffer never
+// grows past its capacity: what would not fit is written first.
+var coalesceBuffers = sync.Pool{New: func() any { b := make([]byte, 0, coalesceBytes); return &b }}
 
 // appendFrameHeader appends the header of a final, unmasked text frame of n payload bytes (RFC 6455 §5.2), as a
 // server sends it.
@@ -124,8 +125,8 @@ gather:
 	}
 }
 
-// writeFrames writes frames to the connection: the small ones gathered in one buffer, a large one from its own
-// memory.
+// writeFrames writes frames to the connection, gathered into as few writes of at most coalesceBytes as they fit
+// in; a frame larger than that is written from its own memory.
 func (s *Session) writeFrames(frames []outFrame) error {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
@@ -136,27 +137,23 @@ func (s *Session) writeFrames(frames []outFrame) error {
 	conn.SetWriteDeadline(time.Now().Add(s.hub.cfg.WriteTimeout))
 	bufp := coalesceBuffers.Get().(*[]byte)
 	buf := (*bufp)[:0]
-	defer func() {
-		if cap(buf) <= coalesceBytes+maxFrameHeader*(outQueueFrames+1) {
-			*bufp = buf
-			coalesceBuffers.Put(bufp)
-		}
-	}()
+	defer func() { *bufp = buf[:0]; coalesceBuffers.Put(bufp) }()
 	for _, f := range frames {
-		if len(f.data) <= coalesceBytes {
-			buf = append(appendFrameHeader(buf, len(f.data)), f.data...)
-			continue
-		}
-		if len(buf) > 0 {
+		framed := maxFrameHeader + len(f.data)
+		if len(buf) > 0 && len(buf)+framed > coalesceBytes {
 			if _, err := conn.Write(buf); err != nil {
 				return err
 			}
 			buf = buf[:0]
 		}
-		large := net.Buffers{appendFrameHeader(make([]byte, 0, maxFrameHeader), len(f.data)), f.data}
-		if _, err := large.WriteTo(conn); err != nil {
-			return err
+		if framed > coalesceBytes {
+			large := net.Buffers{appendFrameHeader(make([]byte, 0, maxFrameHeader), len(f.data)), f.data}
+			if _, err := large.WriteTo(conn); err != nil {
+				return err
+			}
+			continue
 		}
+		buf = append(appendFrameHeader(buf, len(f.data)), f.data...)
 	}
 	if len(buf) == 0 {
 		return nil
