@@ -33,6 +33,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    request_timeout <duration>
 //	    write_timeout <duration>
 //	    close_timeout <duration>
+//	    close_delay <duration>
 //	    tls {
 //	        ca_file <path>
 //	        cert_file <path>
@@ -133,6 +134,9 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = durationArg(d, &h.WriteTimeout)
 		case "close_timeout":
 			err = durationArg(d, &h.CloseTimeout)
+		case "close_delay":
+			h.CloseDelay = new(caddy.Duration)
+			err = durationArg(d, h.CloseDelay)
 		case "tls":
 			err = unmarshalKafkaTLS(d, &h.TLS)
 		case "sasl":

@@ -35,6 +35,7 @@ const (
 	defaultRequestTimeout   = 60 * time.Second // requestTimeout: 60000
 	defaultWriteTimeout     = 10 * time.Second
 	defaultCloseTimeout     = 5 * time.Second
+	defaultCloseDelay       = 10 * time.Second
 	defaultProducerMQLimit  = 20000                  // producer mq_limit
 	defaultProducerInterval = 200 * time.Millisecond // producer mq_interval
 	defaultRequiredAcks     = "one"                  // requireAcks: 1
@@ -96,6 +97,14 @@ type Handler struct {
 	// group, sending the close frame. Default: 5s.
 	CloseTimeout caddy.Duration `json:"close_timeout,omitempty"`
 
+	// CloseDelay spreads the closing of the connections over a window after a config reload: each keeps working
+	// under the old config until its own moment, uniformly spread over the window, and is then closed with 1012
+	// (reconnect), so that clients do not all reconnect, and consumer groups do not all rebalance, at the same
+	// instant. The old config's Kafka clients are released when its last connection has closed. 0 closes every
+	// connection at once. Exiting Caddy always closes at once (1001). Default: 10s, which turns a reload of 20,000
+	// sockets into 2,000 reconnects a second, well within what one instance subscribes.
+	CloseDelay *caddy.Duration `json:"close_delay,omitempty"`
+
 	// Identity is the placeholder that names the connection's authenticated user, set by an authentication
 	// handler that runs before this one (basic_auth, forward_auth, mTLS via {http.request.tls.client.subject},
 	// …). It is what permissions' placeholders and per-client limits refer to. Default: {http.auth.user.id}.
@@ -130,6 +139,8 @@ type Handler struct {
 	hub      *bridge.Hub
 	upgrader websocket.Upgrader
 	poolKeys []string // pool entries this handler holds, released by Cleanup
+	// cleanedUp is set by the first Cleanup.
+	cleanedUp bool
 }
 
 // TopicOptions sets the topics that topic/create makes.
@@ -291,6 +302,9 @@ func (h *Handler) applyDefaults() {
 	setDefault(&h.RequestTimeout, caddy.Duration(defaultRequestTimeout))
 	setDefault(&h.WriteTimeout, caddy.Duration(defaultWriteTimeout))
 	setDefault(&h.CloseTimeout, caddy.Duration(defaultCloseTimeout))
+	if h.CloseDelay == nil {
+		h.CloseDelay = durationPtr(defaultCloseDelay)
+	}
 	setDefault(&h.Identity, defaultIdentity)
 	if h.Limits == nil {
 		h.Limits = new(Limits)
@@ -364,7 +378,7 @@ func (h *Handler) Validate() error {
 	}
 	for _, d := range []namedDuration{
 		{"connect_timeout", h.ConnectTimeout}, {"request_timeout", h.RequestTimeout},
-		{"write_timeout", h.WriteTimeout}, {"close_timeout", h.CloseTimeout},
+		{"write_timeout", h.WriteTimeout}, {"close_timeout", h.CloseTimeout}, {"close_delay", durationOr0(h.CloseDelay)},
 	} {
 		if d.value < 0 {
 			fail("%s must not be negative", d.name)
@@ -589,27 +603,91 @@ type hijacker struct {
 
 func (h hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) { return h.rc.Hijack() }
 
-// Cleanup closes every connection (1012 service restart on a reload, 1001 going away on exit) after flushing
-// its publishes and leaving its group, then releases the pooled Kafka clients. It is safe after a failed
-// Provision and when called twice.
+// Cleanup closes every connection and then releases the pooled Kafka clients. On exit it closes them at once (1001
+// going away) and returns when they have closed; after a reload it spreads their closing (1012 service restart)
+// over close_delay and returns at once, releasing the clients when the last has closed. Each connection first
+// answers what it read, flushes its publishes and leaves its group. Cleanup is safe after a failed Provision and
+// when called twice.
 func (h *Handler) Cleanup() error {
-	if h.hub != nil {
+	if h.cleanedUp {
+		return nil
+	}
+	// The hub stays: a request still being served refuses its upgrade through it (503, shutting down).
+	h.cleanedUp = true
+	hub, keys := h.hub, h.poolKeys
+	h.poolKeys = nil
+	if caddy.Exiting() {
+		lingering.closeAll()
+	}
+	if hub == nil {
+		return release(keys)
+	}
+	if caddy.Exiting() || h.CloseDelay == nil || *h.CloseDelay <= 0 {
 		code := websocket.CloseServiceRestart
 		if caddy.Exiting() {
 			code = websocket.CloseGoingAway
 		}
-		h.hub.Close(code)
-		h.hub = nil
+		hub.Close(code, 0)
+		hub.Wait()
+		return release(keys)
 	}
+	hub.Close(websocket.CloseServiceRestart, time.Duration(*h.CloseDelay))
+	if hub.Sessions() == 0 {
+		hub.Wait()
+		return release(keys)
+	}
+	lingering.add(hub, keys, h.logger)
+	return nil
+}
+
+// release gives back pool entries, in reverse: the clients before the embedded broker they talk to.
+func release(keys []string) error {
 	var errs []error
-	// Release in reverse: the clients before the embedded broker they talk to.
-	for i := len(h.poolKeys) - 1; i >= 0; i-- {
-		if _, err := pool.Delete(h.poolKeys[i]); err != nil {
+	for i := len(keys) - 1; i >= 0; i-- {
+		if _, err := pool.Delete(keys[i]); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	h.poolKeys = nil
 	return errors.Join(errs...)
+}
+
+// closingHubs are the hubs of configs replaced by a reload whose connections are still closing, spread over
+// close_delay. Exiting Caddy closes them at once.
+type closingHubs struct {
+	mu   sync.Mutex
+	hubs map[*bridge.Hub]struct{}
+	done sync.WaitGroup
+}
+
+var lingering closingHubs
+
+// add watches a closing hub and releases its pool entries once its last connection has closed.
+func (c *closingHubs) add(hub *bridge.Hub, keys []string, logger *zap.Logger) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.hubs == nil {
+		c.hubs = make(map[*bridge.Hub]struct{})
+	}
+	c.hubs[hub] = struct{}{}
+	c.done.Go(func() {
+		hub.Wait()
+		c.mu.Lock()
+		delete(c.hubs, hub)
+		c.mu.Unlock()
+		if err := release(keys); err != nil {
+			logger.Error("releasing the Kafka clients of a replaced config", zap.Error(err))
+		}
+	})
+}
+
+// closeAll closes the connections of every closing hub at once, with 1001 (going away), and waits for them.
+func (c *closingHubs) closeAll() {
+	c.mu.Lock()
+	for hub := range c.hubs {
+		hub.Close(websocket.CloseGoingAway, 0)
+	}
+	c.mu.Unlock()
+	c.done.Wait()
 }
 
 // writeBuffers are gorilla's write buffers, shared by every socket of every handler.
@@ -626,6 +704,14 @@ func setDefault[T comparable](field *T, value T) {
 	if *field == zero {
 		*field = value
 	}
+}
+
+// durationOr0 is the duration a pointer field holds, 0 when unset.
+func durationOr0(d *caddy.Duration) caddy.Duration {
+	if d == nil {
+		return 0
+	}
+	return *d
 }
 
 func durationPtr(d time.Duration) *caddy.Duration {

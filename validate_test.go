@@ -264,6 +264,7 @@ func TestApplyDefaults(t *testing.T) {
 		RequestTimeout: caddy.Duration(60 * time.Second),
 		WriteTimeout:   caddy.Duration(10 * time.Second),
 		CloseTimeout:   caddy.Duration(5 * time.Second),
+		CloseDelay:     durationPtr(10 * time.Second),
 		Identity:       "{http.auth.user.id}",
 		Limits: &Limits{
 			MaxFrameBytes:           1 << 20,

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -31,6 +32,7 @@ type Hub struct {
 	cfg         Config
 	kafka       Kafka
 	broadcaster *Broadcaster
+	topics      *knownTopics
 	logger      *zap.Logger
 
 	ctx    context.Context // ends when the hub closes; every session derives from it
@@ -41,8 +43,10 @@ type Hub struct {
 	admitted int            // connections admitted, upgraded or not yet
 	perKey   map[string]int // connections admitted per client key
 	closed   bool
-	running  sync.WaitGroup
-	pinger   sync.WaitGroup
+	// closeTimers close the sessions one by one, spread over a window after a reload.
+	closeTimers []*time.Timer
+	running     sync.WaitGroup
+	pinger      sync.WaitGroup
 }
 
 // NewHub returns a hub serving sessions with cfg over the given cluster's clients and broadcast streams.
@@ -53,7 +57,7 @@ func NewHub(cfg Config, cluster *Cluster, logger *zap.Logger) *Hub {
 func newHub(cfg Config, kafka Kafka, broadcaster *Broadcaster, logger *zap.Logger) *Hub {
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &Hub{
-		cfg: cfg, kafka: kafka, broadcaster: broadcaster, logger: logger,
+		cfg: cfg, kafka: kafka, broadcaster: broadcaster, topics: newKnownTopics(kafka, cfg.RequestTimeout), logger: logger,
 		ctx: ctx, cancel: cancel, sessions: make(map[*Session]struct{}), perKey: make(map[string]int),
 	}
 	if cfg.Limits.PingInterval > 0 {
@@ -157,20 +161,45 @@ func (h *Hub) Go(conn *websocket.Conn, client Client, done func()) {
 }
 
 // Close ends every session with the close code (1001 going away on exit, 1012 service restart on a reload, RFC
-// 6455 §7.4.1 and the IANA registry): each flushes its publishes, leaves its consumer group and sends its close
-// frame, every step bounded by close_timeout. New connections are refused from now on.
-func (h *Hub) Close(code int) {
+// 6455 §7.4.1 and the IANA registry) and refuses new connections from now on. With spread 0 every session starts
+// closing at once; otherwise each at its own moment, uniformly spread over the window, so that thousands of
+// clients do not reconnect and rejoin their groups at the same instant (what Caddy's reverse proxy does with
+// stream_close_delay). A later Close with a shorter spread hurries the sessions not yet closing. Each session
+// answers what it read, flushes its publishes, leaves its consumer group and sends its close frame, every step
+// bounded by close_timeout. Close does not wait: Wait does.
+func (h *Hub) Close(code int, spread time.Duration) {
 	h.mu.Lock()
-	if h.closed {
-		h.mu.Unlock()
-		return
-	}
+	defer h.mu.Unlock()
 	h.closed = true
-	for s := range h.sessions {
-		s.shutdown(code)
+	for _, t := range h.closeTimers {
+		t.Stop()
 	}
-	h.mu.Unlock()
+	h.closeTimers = nil
+	for s := range h.sessions {
+		if spread <= 0 {
+			s.shutdown(code)
+			continue
+		}
+		h.closeTimers = append(h.closeTimers, time.AfterFunc(rand.N(spread), func() { s.shutdown(code) }))
+	}
+}
+
+// Sessions counts the open sessions.
+func (h *Hub) Sessions() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.sessions)
+}
+
+// Wait waits, after Close, until every session has ended, then stops the hub's keepalive.
+func (h *Hub) Wait() {
 	h.running.Wait()
+	h.mu.Lock()
+	for _, t := range h.closeTimers {
+		t.Stop()
+	}
+	h.closeTimers = nil
+	h.mu.Unlock()
 	h.cancel()
 	h.pinger.Wait()
 }

@@ -65,7 +65,9 @@ type Publisher struct {
 	spare    batch // the previous batch's slices, once written, for the next: a flush allocates nothing
 	bufBytes int64
 	due      bool          // the buffer should be flushed as soon as possible
+	hurry    bool          // the session is closing: every publish is flushed at once
 	flushing bool          // a flush goroutine is running
+	writing  int           // publishes taken by the running flush and not yet answered
 	timer    *time.Timer   // created on the first publish with mq_interval > 0
 	room     chan struct{} // closed when a flush empties the buffer; made by an Add that found it full
 }
@@ -75,7 +77,8 @@ func newPublisher(producer Producer, cfg ProducerConfig, timeout time.Duration, 
 	return &Publisher{producer: producer, cfg: cfg, timeout: timeout, done: done, ctx: ctx, cancel: cancel}
 }
 
-// Add buffers one publish. It blocks while the buffer is full, until a flush takes it or ctx ends.
+// Add buffers one publish. It blocks while the buffer is full, until a flush takes it, ctx ends or the Publisher
+// is closed.
 func (p *Publisher) Add(ctx context.Context, rec Record, req requestRef, receipt bool) error {
 	size := len(rec.Key) + len(rec.Value) + recordOverhead
 	for _, h := range rec.Headers {
@@ -95,6 +98,8 @@ func (p *Publisher) Add(ctx context.Context, rec Record, req requestRef, receipt
 		case <-room:
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-p.ctx.Done():
+			return ErrShuttingDown
 		}
 		p.mu.Lock()
 	}
@@ -103,7 +108,7 @@ func (p *Publisher) Add(ctx context.Context, rec Record, req requestRef, receipt
 	p.buf.pending = append(p.buf.pending, pending{req: req, receipt: receipt})
 	p.bufBytes += int64(size)
 	switch n := p.buf.len(); {
-	case p.cfg.MQInterval == 0 || n >= p.cfg.MQLimit || p.bufBytes >= p.cfg.MaxBufferBytes:
+	case p.hurry || p.cfg.MQInterval == 0 || n >= p.cfg.MQLimit || p.bufBytes >= p.cfg.MaxBufferBytes:
 		p.due = true
 		p.startFlushLocked()
 	case n == 1 && p.timer == nil:
@@ -112,6 +117,22 @@ func (p *Publisher) Add(ctx context.Context, rec Record, req requestRef, receipt
 		p.timer.Reset(p.cfg.MQInterval)
 	}
 	return nil
+}
+
+// Hurry flushes what is buffered at once, and from now on every publish as it comes: the session is closing and
+// waits for the answers.
+func (p *Publisher) Hurry() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.hurry, p.due = true, true
+	p.startFlushLocked()
+}
+
+// Unsettled counts the publishes buffered or being written whose outcome is not yet known (and answered).
+func (p *Publisher) Unsettled() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.buf.len() + p.writing
 }
 
 func (p *Publisher) intervalElapsed() {
@@ -148,6 +169,7 @@ func (p *Publisher) flushLoop() {
 			}
 		}
 		p.bufBytes = 0
+		p.writing = taken.len()
 		p.due = false
 		if p.timer != nil {
 			p.timer.Stop()
@@ -160,11 +182,13 @@ func (p *Publisher) flushLoop() {
 
 		p.write(&taken)
 		taken.reset()
+		p.mu.Lock()
+		p.writing = 0
 		if cap(taken.records) > keptBatchRecords {
+			p.mu.Unlock()
 			largeBatches.Put(&taken)
 			continue
 		}
-		p.mu.Lock()
 		p.spare = taken
 		p.mu.Unlock()
 	}

@@ -3,7 +3,6 @@ package bridge
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -16,13 +15,7 @@ import (
 
 // handle answers one frame: a request, or a JSON array of requests handled in order, each as if sent alone.
 func (s *Session) handle(frame []byte) {
-	s.decoder.DecodeFrame(frame, func(req protocol.Request, perr *protocol.Error) {
-		if perr != nil {
-			s.replyError(&req, perr)
-			return
-		}
-		s.do(&req)
-	})
+	s.decoder.DecodeFrame(frame, s.dispatch)
 }
 
 func (s *Session) do(req *protocol.Request) {
@@ -115,12 +108,11 @@ func (s *Session) publish(req *protocol.Request) {
 		rec.Headers = append(rec.Headers, Header{Key: h.Key, Value: h.Value})
 	}
 	receipt := req.Ack || s.hub.cfg.Producer.Receipts
-	if err := s.publisher.Add(s.ctx, rec, refOf(req), receipt); err != nil {
+	// Not the session's context: a publish read from the socket is published even when the session is closing.
+	// Add waits only for a flush to make room (each bounded by request_timeout), or for the Publisher's close.
+	if err := s.publisher.Add(context.Background(), rec, refOf(req), receipt); err != nil {
 		countPublish(topicLabels, p.Topic, "failed")
-		if errors.Is(err, context.Canceled) {
-			err = ErrShuttingDown
-		}
-		s.replyError(req, replyError("publishing to "+rec.Topic, err))
+		s.publishFailed(refOf(req), rec.Topic, err)
 		return
 	}
 	countPublish(topicLabels, p.Topic, "accepted")
@@ -129,8 +121,7 @@ func (s *Session) publish(req *protocol.Request) {
 // published answers one flushed publish: an error reply when Kafka did not take it, a receipt when one was asked.
 func (s *Session) published(ref requestRef, rec *Record, receipt bool, err error) {
 	if err != nil {
-		s.logger.Debug("publish failed", zap.String("topic", rec.Topic), zap.Error(err))
-		s.replyError(ref.request(), replyError("publishing to "+rec.Topic, err))
+		s.publishFailed(ref, rec.Topic, err)
 		return
 	}
 	if receipt {
@@ -138,6 +129,16 @@ func (s *Session) published(ref requestRef, rec *Record, receipt bool, err error
 			Topic: rec.Topic, Partition: int32(rec.Partition), Offset: rec.Offset, Time: rec.Time.UnixMilli(),
 		})
 	}
+}
+
+// publishFailed answers a publish that did not reach Kafka, or logs it when the socket can take no answer (the
+// close frame is out): a lost publish is never silent.
+func (s *Session) publishFailed(ref requestRef, topic string, err error) {
+	if s.send(dataFrame(protocol.ErrorReply(s.nextFrameID(), ref.request(), replyError("publishing to "+topic, err)))) {
+		s.logger.Debug("publish failed", zap.String("topic", topic), zap.Error(err))
+		return
+	}
+	s.logger.Warn("publish failed after the socket closed; the client was not told", zap.String("topic", topic), zap.Error(err))
 }
 
 // kafkaCtx bounds one request's work against Kafka.
@@ -324,15 +325,19 @@ func (s *Session) subscribe(req *protocol.Request) {
 	if s.forbidGroup(req, "join consumer group") {
 		return
 	}
+	if s.subscriptionsClosed() {
+		s.replyError(req, replyError("subscribing", ErrShuttingDown))
+		return
+	}
 	s.stopSubscription()
 	ctx, cancel := s.kafkaCtx()
 	defer cancel()
-	existing, err := s.hub.kafka.Topics(ctx, req.Topics)
+	missing, err := s.hub.topics.missing(ctx, req.Topics)
 	if err != nil {
 		s.replyError(req, replyError("subscribing", err))
 		return
 	}
-	if missing := absent(req.Topics, existing); len(missing) > 0 {
+	if len(missing) > 0 {
 		s.replyError(req, &protocol.Error{
 			Code:    protocol.CodeUnknownTopic,
 			Message: "cannot subscribe: no such topic: " + strings.Join(missing, ", "),
@@ -387,9 +392,10 @@ func (s *Session) subscribeOptions(req *protocol.Request) subscribeOptions {
 // startGroup starts a group subscription; it answers ref with payload once joined.
 func (s *Session) startGroup(opts subscribeOptions, ref requestRef, payload []string) {
 	sub := newSubscription(s, opts, ref, payload)
-	s.subMu.Lock()
-	s.sub = sub
-	s.subMu.Unlock()
+	if !s.setSubscription(sub) {
+		s.replyError(ref.request(), replyError("subscribing", ErrShuttingDown))
+		return
+	}
 	sub.start()
 }
 
@@ -399,11 +405,31 @@ func (s *Session) subscribeBroadcast(ctx context.Context, req *protocol.Request,
 		s.replyError(req, replyError("subscribing", err))
 		return
 	}
-	s.subMu.Lock()
-	s.sub = sub
-	s.subMu.Unlock()
+	if !s.setSubscription(sub) {
+		sub.stop(0)
+		s.replyError(req, replyError("subscribing", ErrShuttingDown))
+		return
+	}
 	s.reply(req, req.Topics)
 	sub.release()
+}
+
+// setSubscription makes sub the session's subscription, unless the session is closing.
+func (s *Session) setSubscription(sub subscription) bool {
+	s.subMu.Lock()
+	defer s.subMu.Unlock()
+	if s.subClosed {
+		return false
+	}
+	s.sub = sub
+	return true
+}
+
+// subscriptionsClosed reports whether the session takes no more subscriptions: it is closing.
+func (s *Session) subscriptionsClosed() bool {
+	s.subMu.Lock()
+	defer s.subMu.Unlock()
+	return s.subClosed || s.ctx.Err() != nil
 }
 
 // unsubscribe ends the subscription, or with p.t only its subscription to those topics: a group member then

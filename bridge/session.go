@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,8 +47,9 @@ func dataFrame(data []byte) outFrame { return outFrame{data: data, size: int64(l
 // allocated with the socket, so it is kept short.
 const outQueueFrames = 16
 
-// Session is one WebSocket connection: one goroutine reads and handles requests, one writer goroutine owns every
-// write, a Publisher batches publishes, and at most one Subscription delivers notifications.
+// Session is one WebSocket connection: one goroutine reads, one writer goroutine owns every write (data frames,
+// pings, pongs, the close frame), a Publisher batches publishes, requests that wait on Kafka run on the session's
+// lane, and at most one Subscription delivers notifications.
 type Session struct {
 	hub    *Hub
 	conn   *websocket.Conn
@@ -57,22 +57,24 @@ type Session struct {
 	client Client
 	logger *zap.Logger
 
-	ctx    context.Context // ends when the session starts closing
+	// ctx is the session's work against Kafka (requests, the subscription): it ends when the peer has gone, or
+	// once the server's close frame is out and nothing more can be answered.
+	ctx    context.Context
 	cancel context.CancelFunc
 
-	out       chan outFrame
-	queued    byteBudget    // bytes of the frames in out and being written
+	out    chan outFrame
+	queued byteBudget // bytes of the frames in out and being written
+	// wake (one slot) tells the writer that a control frame is due: see control.
+	wake      chan struct{}
+	control   control
 	writerEnd chan struct{} // closed by stopWriter: drain, send the close frame, return
 	writerOut chan struct{} // closed when the writer has returned
-	// writerBroken is closed when a write failed: frames still queued are dropped, never written.
-	writerBroken chan struct{}
-	closeCode    atomic.Int32 // the close frame's code (RFC 6455 §7.4.1); 1000 unless the hub sets one
-	peerGone     atomic.Bool  // the peer sent a close frame or the socket failed: send no close frame
-	// writeMu is held while data frames are written, and while the answer to the peer's close frame is: no data
-	// frame may follow it (RFC 6455 §5.5.1), and the writer writes to the connection itself, past gorilla's lock.
-	writeMu sync.Mutex
-	// closeSent is set, under writeMu, once the close frame answering the peer's is written.
-	closeSent bool
+	// dataEnd is closed by the writer once it writes no more data frames: a write failed, the close frame went out,
+	// or it returned. Frames still queued are then dropped, never written, and senders give up.
+	dataEnd   chan struct{}
+	closeCode atomic.Int32 // the server's close code (RFC 6455 §7.4.1); 1000 unless shutdown set one
+	peerClose atomic.Int32 // the code of the peer's close frame, once it sent one
+	peerGone  atomic.Bool  // the socket failed: send no close frame
 	// framesSent counts the frames written; the writer's own, read once it has ended.
 	framesSent uint64
 
@@ -81,14 +83,37 @@ type Session struct {
 	// active says the client sent something, pongs included, since the hub's last keepalive tick. Setting a flag
 	// costs the read loop less than reading the clock for every frame (4% of Caddy's CPU when publishing).
 	active atomic.Bool
+	// handling says the read loop is busy with a frame rather than waiting for one: a full publish buffer or a
+	// full lane holds it (TCP backpressure), and the pongs it does not read meanwhile are not the peer's fault.
+	handling atomic.Bool
 	// lastActive is the keepalive tick that last found the session active (or its start); only the hub's
 	// keepalive goroutine uses it.
 	lastActive time.Time
 	// limiter bounds publishes; made on the first publish, so idle sockets carry none.
 	limiter *publishLimiter
 
+	// reqMu guards the accounting of requests read and not yet answered, and the lane.
+	reqMu sync.Mutex
+	// unanswered counts the requests read before the close frame was decided on and still being handled (a
+	// publish until the Publisher has buffered it: from then on it counts it).
+	unanswered int
+	// closeDecided is set once nothing read before it is unanswered, or close_timeout passed: the close frame may
+	// go. Requests read later are still handled; their answers are dropped.
+	closeDecided bool
+	lane         chan laneRequest // made on first use
+	laneLen      int              // requests on the lane, running or waiting
+	laneRunning  sync.WaitGroup
+
+	// closeMu guards the start of a server-initiated close, so that it starts once and never after run has ended.
+	closeMu  sync.Mutex
+	closing  bool // the server is closing the session
+	ended    bool // run has ended
+	closerUp sync.WaitGroup
+
 	subMu sync.Mutex
 	sub   subscription // nil when not subscribed
+	// subClosed refuses new subscriptions: the session is closing.
+	subClosed bool
 }
 
 // subscription is what a session holds while subscribed: a consumer-group member or broadcast memberships.
@@ -112,38 +137,30 @@ func newSession(h *Hub, conn *websocket.Conn, num uint64, client Client) *Sessio
 		logger:    h.logger.With(fields...),
 		queued:    byteBudget{max: h.cfg.Limits.MaxQueueBytes},
 		out:       make(chan outFrame, outQueueFrames),
+		wake:      make(chan struct{}, 1),
 		writerEnd: make(chan struct{}),
 		writerOut: make(chan struct{}),
-
-		writerBroken: make(chan struct{}),
+		dataEnd:   make(chan struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancel(h.ctx)
 	s.closeCode.Store(websocket.CloseNormalClosure)
 	s.publisher = newPublisher(h.kafka, h.cfg.Producer, h.cfg.RequestTimeout, s.published)
 	// A larger frame makes gorilla close the socket with 1009, message too big (RFC 6455 §7.4.1).
 	conn.SetReadLimit(h.cfg.Limits.MaxFrameBytes)
+	// gorilla calls these handlers on the read loop; none of them writes: the writer answers (RFC 6455 §5.5).
 	conn.SetCloseHandler(func(code int, _ string) error {
-		// What gorilla's default handler does, but under writeMu.
-		s.writeMu.Lock()
-		defer s.writeMu.Unlock()
-		s.closeSent = true
-		conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""), time.Now().Add(h.cfg.WriteTimeout))
+		s.peerClose.Store(int32(code))
+		s.control.close()
+		s.wakeWriter()
 		return nil
 	})
 	s.lastActive = time.Now()
 	conn.SetPongHandler(func(string) error { s.touch(); return nil })
 	conn.SetPingHandler(func(data string) error {
 		s.touch()
-		// What gorilla's default handler does: answer, ignoring a socket already closing.
-		err := conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(h.cfg.WriteTimeout))
-		if errors.Is(err, websocket.ErrCloseSent) {
-			return nil
-		}
-		var netErr net.Error
-		if errors.As(err, &netErr) && netErr.Timeout() {
-			return nil
-		}
-		return err
+		s.control.pong(data)
+		s.wakeWriter()
+		return nil
 	})
 	return s
 }
@@ -152,10 +169,11 @@ func (s *Session) touch() { s.active.Store(true) }
 
 // keepalive pings the socket when it has been quiet for interval, and closes it when it has been quiet for
 // interval plus timeout: its peer is gone. The hub calls it for every socket from one ticker, so idle sockets
-// need no timer of their own. Activity counts from the first tick that sees it, so a socket is pinged after
-// between interval and interval plus one tick of quiet.
+// need no timer of their own; it never waits for a socket (the writer sends the ping). Activity counts from the
+// first tick that sees it, so a socket is pinged after between interval and interval plus one tick of quiet. A
+// session whose read loop is held by the server (backpressure) is not quiet: it is not reading.
 func (s *Session) keepalive(now time.Time, interval, timeout time.Duration) {
-	if s.active.Swap(false) {
+	if s.active.Swap(false) || s.handling.Load() {
 		s.lastActive = now
 	}
 	quiet := now.Sub(s.lastActive)
@@ -164,29 +182,35 @@ func (s *Session) keepalive(now time.Time, interval, timeout time.Duration) {
 		s.logger.Info("closing a socket whose peer stopped answering pings", zap.Duration("quiet", quiet))
 		metrics.slowCloses.WithLabelValues("dead_peer").Inc()
 		s.peerGone.Store(true)
-		s.conn.Close()
+		_ = s.conn.Close()
 	case quiet >= interval:
-		s.conn.WriteControl(websocket.PingMessage, nil, now.Add(s.hub.cfg.WriteTimeout))
+		s.control.ping()
+		s.wakeWriter()
 	}
 }
 
-// run serves the session until the socket closes or the hub closes it; every part has ended when it returns.
+// run serves the session until the socket closes, in this order: every request read is handled and its
+// publishes flushed (the answers reach the client unless it has gone), the subscription leaves its group, the
+// writer sends what is queued and the close frame (or the answer to the peer's), the connection closes. Every
+// part has ended when it returns.
 func (s *Session) run() {
 	start := time.Now()
 	s.logger.Info("connection opened")
 	go s.writeLoop()
 
-	// A hub shutting down ends the session by waking the blocked read.
-	stopWaking := context.AfterFunc(s.ctx, func() { s.conn.SetReadDeadline(time.Now()) })
 	requests := s.readLoop()
-	stopWaking()
+	// The peer has gone or closed (or the server's close is complete): waits on Kafka have no one to answer.
 	s.cancel()
-
+	s.laneRunning.Wait()
 	// Flush what the client published before it left: its publishes must reach Kafka.
 	s.publisher.Close(s.hub.cfg.CloseTimeout)
 	s.stopSubscription()
+	s.closeMu.Lock()
+	s.ended = true
+	s.closeMu.Unlock()
+	s.closerUp.Wait()
 	s.stopWriter()
-	s.conn.Close()
+	_ = s.conn.Close()
 	s.logger.Info("connection closed", zap.Duration("duration", time.Since(start)), zap.Uint64("requests", requests),
 		zap.Uint64("frames_sent", s.framesSent))
 }
@@ -204,17 +228,19 @@ func (s *Session) readLoop() (requests uint64) {
 		if buf.Cap() > keptReadBuffer {
 			buf = bytes.Buffer{}
 		}
+		s.handling.Store(false)
 		_, r, err := s.conn.NextReader()
 		if err == nil {
 			_, err = buf.ReadFrom(r)
 		}
+		s.handling.Store(true)
 		frame := buf.Bytes()
 		s.touch()
 		if err != nil {
+			// A close frame was recorded by the close handler; any other error after the server's close frame is
+			// the end of the wait for the peer's. Otherwise the socket failed and gets no close frame.
 			var closeErr *websocket.CloseError
-			if errors.As(err, &closeErr) {
-				s.peerGone.Store(true)
-			} else if s.ctx.Err() == nil {
+			if !errors.As(err, &closeErr) && !s.closeFrameOut() {
 				s.peerGone.Store(true)
 				s.logger.Debug("socket read failed", zap.Error(err))
 			}
@@ -245,21 +271,21 @@ func (s *Session) replyError(req *protocol.Request, perr *protocol.Error) {
 }
 
 // send queues a frame for the writer, waiting while the queue is full (in frames or in bytes). It reports false
-// when the writer has ended and the frame was dropped.
+// when the writer writes no more data frames and the frame was dropped.
 func (s *Session) send(f outFrame) bool {
 	return s.sendCtx(context.Background(), f)
 }
 
 // sendCtx is send for senders that must also give up when ctx ends (a subscription whose generation ended).
 func (s *Session) sendCtx(ctx context.Context, f outFrame) bool {
-	if !s.queued.take(ctx, s.writerOut, f.size) {
+	if !s.queued.take(ctx, s.dataEnd, f.size) {
 		return false
 	}
 	select {
 	case s.out <- f:
 		metrics.queuedBytes.Add(float64(f.size))
 		return true
-	case <-s.writerOut:
+	case <-s.dataEnd:
 	case <-ctx.Done():
 	}
 	s.queued.give(f.size)
@@ -293,8 +319,75 @@ var closeReasons = map[int]string{
 	closeTooSlow:                  "too slow for a broadcast subscription, reconnect",
 }
 
-// shutdown asks the session to end with the given close code; run does the rest.
+// shutdown closes the session from the server's side with the given close code, at once and once: a later call
+// changes nothing. See closeFromServer.
 func (s *Session) shutdown(code int) {
+	s.closeMu.Lock()
+	defer s.closeMu.Unlock()
+	if s.closing || s.ended {
+		return
+	}
+	s.closing = true
 	s.closeCode.Store(int32(code))
+	s.closerUp.Add(1)
+	go s.closeFromServer()
+}
+
+// settlePoll is how often a closing session looks whether everything read has been answered. Closing is rare
+// and short, so looking is simpler than being told.
+const settlePoll = 5 * time.Millisecond
+
+// closeFromServer closes the session without losing what the client sent (RFC 6455 §7.1.2: the server starts
+// the closing handshake and waits for the client's close frame):
+//  1. no new subscription; the current one leaves its group with a last commit; publishes flush at once;
+//  2. once every request read so far has been answered (at most close_timeout), the close frame is decided on:
+//     the writer sends what is queued, then the close frame;
+//  3. the read loop goes on until the client's close frame (at most close_timeout): what arrives meanwhile is
+//     still published, unanswered, and failures are logged.
+func (s *Session) closeFromServer() {
+	defer s.closerUp.Done()
+	timeout := s.hub.cfg.CloseTimeout
+	s.subMu.Lock()
+	s.subClosed = true
+	s.subMu.Unlock()
+	s.publisher.Hurry()
+	s.stopSubscription()
+	deadline := time.Now().Add(timeout)
+	poll := time.NewTicker(settlePoll)
+	for !s.decideClose(time.Now().After(deadline)) {
+		select {
+		case <-poll.C:
+		case <-s.writerOut:
+		}
+	}
+	poll.Stop()
 	s.cancel()
+	s.control.close()
+	s.wakeWriter()
+	select {
+	case <-s.dataEnd:
+	case <-s.writerOut:
+	}
+	_ = s.conn.SetReadDeadline(time.Now().Add(timeout))
+}
+
+// decideClose decides on the close frame when nothing read is unanswered, or when force says to stop waiting.
+func (s *Session) decideClose(force bool) bool {
+	s.reqMu.Lock()
+	defer s.reqMu.Unlock()
+	if !force && (s.unanswered > 0 || s.publisher.Unsettled() > 0) {
+		return false
+	}
+	s.closeDecided = true
+	return true
+}
+
+// closeFrameOut reports whether the server's close frame has gone out (or never will: the writer has stopped).
+func (s *Session) closeFrameOut() bool {
+	select {
+	case <-s.dataEnd:
+		return true
+	default:
+		return false
+	}
 }

@@ -143,7 +143,7 @@ func (sub *Subscription) run() {
 
 // replyStopped answers a subscribe that was stopped before its group was joined.
 func (sub *Subscription) replyStopped() {
-	if sub.session.ctx.Err() != nil {
+	if sub.session.subscriptionsClosed() {
 		sub.session.replyError(sub.req.request(), replyError("subscribing", ErrShuttingDown))
 		return
 	}
@@ -481,9 +481,7 @@ func (d *deliverer) awaitInflight() {
 	for d.inflight.Load() > 0 {
 		select {
 		case <-d.written:
-		case <-s.writerBroken:
-			return
-		case <-s.writerOut:
+		case <-s.dataEnd:
 			return
 		case <-deadline.C:
 			return

@@ -15,10 +15,14 @@ import (
 // queued up behind the one it takes (a broadcast reaching a thousand sockets, a peer reading slowly), it writes
 // them all with one call, one system call on a plain socket and one TLS record behind HTTPS. Writing each frame
 // on its own through gorilla cost a system call per delivery: 60% of Caddy's CPU when broadcasting 100,000
-// deliveries a second. The more the writer falls behind, the more it gathers per call. Control frames (ping,
-// pong, close) stay gorilla's WriteControl; every write to the connection is one call, so one never lands inside
-// another. Frames go out uncompressed: the upgrader does not offer permessage-deflate (RFC 7692), so no peer
-// expects otherwise.
+// deliveries a second. The more the writer falls behind, the more it gathers per call.
+//
+// The writer is the only goroutine that writes the connection, control frames included: a frame larger than
+// coalesceBytes goes out in more than one write where the connection cannot write vectors (every *tls.Conn), and
+// a ping written by another goroutine between them would land inside it. Pings (asked for by the hub's
+// keepalive), pongs (the read loop sees the peer's pings) and the close frame are therefore requests to the
+// writer, which it sends before the data frames of its next write; nobody ever waits for them. Frames go out
+// uncompressed: the upgrader does not offer permessage-deflate (RFC 7692), so no peer expects otherwise.
 
 // coalesceBytes bounds what one write gathers; a frame larger than that is written on its own, from its own
 // memory.
@@ -45,47 +49,115 @@ func appendFrameHeader(dst []byte, n int) []byte {
 	}
 }
 
-// writeLoop is the only goroutine that writes data frames. After a failed write it keeps draining the queue, so
-// that senders never block on a dead socket, until stopWriter.
+// control holds the control frames due, for the writer.
+type control struct {
+	mu      sync.Mutex
+	pingDue bool
+	// pongDue and pongData: the payload of the latest ping; only the latest needs an answer (RFC 6455 §5.5.3).
+	pongDue  bool
+	pongData []byte
+	closeDue bool
+}
+
+func (c *control) ping() {
+	c.mu.Lock()
+	c.pingDue = true
+	c.mu.Unlock()
+}
+
+func (c *control) pong(data string) {
+	c.mu.Lock()
+	c.pongDue = true
+	c.pongData = append(c.pongData[:0], data...)
+	c.mu.Unlock()
+}
+
+func (c *control) close() {
+	c.mu.Lock()
+	c.closeDue = true
+	c.mu.Unlock()
+}
+
+// appendDue appends the ping and pong frames due to dst and reports whether the close frame is due.
+func (c *control) appendDue(dst []byte) ([]byte, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pongDue {
+		dst = appendControlFrame(dst, websocket.PongMessage, c.pongData)
+		c.pongDue = false
+	}
+	if c.pingDue {
+		dst = appendControlFrame(dst, websocket.PingMessage, nil)
+		c.pingDue = false
+	}
+	return dst, c.closeDue
+}
+
+// appendControlFrame appends a control frame (RFC 6455 §5.5: final, unmasked, at most 125 payload bytes, which
+// gorilla checks of the pings it reads).
+func appendControlFrame(dst []byte, opcode int, payload []byte) []byte {
+	return append(append(dst, 0x80|byte(opcode), byte(len(payload))), payload...)
+}
+
+// wakeWriter tells the writer a control frame is due; it never waits.
+func (s *Session) wakeWriter() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// writeLoop is the only goroutine that writes the connection. Once it writes no more data (a failed write, the
+// close frame sent) it keeps draining the queue, so that senders never block on a dead socket, until stopWriter.
 func (s *Session) writeLoop() {
 	defer close(s.writerOut)
+	defer s.endData()
 	for {
+		var closing bool
 		select {
 		case f := <-s.out:
-			s.writeQueued(f)
+			closing = s.writeQueued(&f)
+		case <-s.wake:
+			closing = s.writeQueued(nil)
 		case <-s.writerEnd:
+			s.writeClose()
+			// What is still queued is dropped, its bytes given back.
 			for {
 				select {
 				case f := <-s.out:
-					s.writeQueued(f)
+					s.writeQueued(&f)
 				default:
-					if !s.writeFailed() && !s.peerGone.Load() {
-						code := int(s.closeCode.Load())
-						msg := websocket.FormatCloseMessage(code, closeReasons[code])
-						s.conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(s.hub.cfg.CloseTimeout))
-					}
 					return
 				}
 			}
 		}
+		if closing {
+			s.writeClose()
+		}
 	}
 }
 
-// writeFailed reports whether a write failed: frames still queued are then dropped.
-func (s *Session) writeFailed() bool {
+// endData marks the end of data frames: frames still queued are dropped.
+func (s *Session) endData() {
 	select {
-	case <-s.writerBroken:
-		return true
+	case <-s.dataEnd:
 	default:
-		return false
+		close(s.dataEnd)
 	}
 }
 
-// writeQueued writes first and the frames queued behind it, as few calls as coalesceBytes allows.
-func (s *Session) writeQueued(first outFrame) {
+// writeFailed reports whether the writer writes no more data frames.
+func (s *Session) writeFailed() bool { return s.closeFrameOut() }
+
+// writeQueued writes the control frames due, first (if any) and the frames queued behind it, in as few calls as
+// coalesceBytes allows. It reports whether the close frame is due.
+func (s *Session) writeQueued(first *outFrame) bool {
 	var room [outQueueFrames + 1]outFrame
-	frames := append(room[:0], first)
-	size := first.size
+	frames := room[:0]
+	var size int64
+	if first != nil {
+		frames, size = append(frames, *first), first.size
+	}
 gather:
 	for size < coalesceBytes && len(frames) < len(room) {
 		select {
@@ -101,19 +173,25 @@ gather:
 		metrics.queuedBytes.Sub(float64(size))
 	}()
 	if s.writeFailed() {
-		return
+		return false
 	}
-	if err := s.writeFrames(frames); err != nil {
+	if s.peerClose.Load() != 0 {
+		// The peer has closed and discards data from now on (RFC 6455 §1.4): its answer goes first, data not at all.
+		return true
+	}
+	closing, err := s.writeFrames(frames)
+	if err != nil {
 		var netErr net.Error
 		if errors.As(err, &netErr) && netErr.Timeout() {
 			metrics.slowCloses.WithLabelValues("write_timeout").Inc()
 			s.logger.Info("closing a socket that took no data for write_timeout", zap.Duration("write_timeout", s.hub.cfg.WriteTimeout))
 		}
-		close(s.writerBroken)
+		s.endData()
 		s.peerGone.Store(true)
 		s.logger.Debug("socket write failed", zap.Error(err))
-		s.cancel()
-		return
+		// The peer takes nothing: stop reading too, so the session ends.
+		_ = s.conn.SetReadDeadline(time.Now())
+		return false
 	}
 	s.framesSent += uint64(len(frames))
 	metrics.framesOut.Add(float64(len(frames)))
@@ -123,43 +201,76 @@ gather:
 			f.written()
 		}
 	}
+	return closing
 }
 
-// writeFrames writes frames to the connection, gathered into as few writes of at most coalesceBytes as they fit
-// in; a frame larger than that is written from its own memory.
-func (s *Session) writeFrames(frames []outFrame) error {
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
-	if s.closeSent {
-		return websocket.ErrCloseSent
+// writeClose sends the close frame: the server's own after everything still queued, or the answer to the peer's
+// at once (RFC 6455 §5.5.1: as soon as practical, echoing its code). A peer whose socket failed gets none.
+func (s *Session) writeClose() {
+	for drained := s.peerClose.Load() != 0; !drained; {
+		select {
+		case f := <-s.out:
+			s.writeQueued(&f)
+		default:
+			drained = true
+		}
+	}
+	if s.writeFailed() {
+		return
+	}
+	s.endData()
+	if s.peerGone.Load() {
+		return
+	}
+	var msg []byte
+	switch code := int(s.peerClose.Load()); code {
+	case 0:
+		code = int(s.closeCode.Load())
+		msg = websocket.FormatCloseMessage(code, closeReasons[code])
+	case websocket.CloseNoStatusReceived:
+		// The peer's close frame had no code, so the answer has none either (RFC 6455 §7.1.5).
+	default:
+		msg = websocket.FormatCloseMessage(code, "")
 	}
 	conn := s.conn.NetConn()
-	conn.SetWriteDeadline(time.Now().Add(s.hub.cfg.WriteTimeout))
+	_ = conn.SetWriteDeadline(time.Now().Add(s.hub.cfg.WriteTimeout))
+	if _, err := conn.Write(appendControlFrame(nil, websocket.CloseMessage, msg)); err != nil {
+		s.logger.Debug("writing the close frame", zap.Error(err))
+	}
+}
+
+// writeFrames writes the ping and pong due and frames to the connection, gathered into as few writes of at most
+// coalesceBytes as they fit in; a frame larger than that is written from its own memory. It reports whether the
+// close frame is due.
+func (s *Session) writeFrames(frames []outFrame) (closing bool, err error) {
+	conn := s.conn.NetConn()
+	_ = conn.SetWriteDeadline(time.Now().Add(s.hub.cfg.WriteTimeout))
 	bufp := coalesceBuffers.Get().(*[]byte)
 	buf := (*bufp)[:0]
 	defer func() { *bufp = buf[:0]; coalesceBuffers.Put(bufp) }()
+	buf, closing = s.control.appendDue(buf)
 	for _, f := range frames {
 		framed := maxFrameHeader + len(f.data)
 		if len(buf) > 0 && len(buf)+framed > coalesceBytes {
 			if _, err := conn.Write(buf); err != nil {
-				return err
+				return closing, err
 			}
 			buf = buf[:0]
 		}
 		if framed > coalesceBytes {
 			large := net.Buffers{appendFrameHeader(make([]byte, 0, maxFrameHeader), len(f.data)), f.data}
 			if _, err := large.WriteTo(conn); err != nil {
-				return err
+				return closing, err
 			}
 			continue
 		}
 		buf = append(appendFrameHeader(buf, len(f.data)), f.data...)
 	}
 	if len(buf) == 0 {
-		return nil
+		return closing, nil
 	}
-	_, err := conn.Write(buf)
-	return err
+	_, err = conn.Write(buf)
+	return closing, err
 }
 
 // stopWriter lets the writer send what is queued and the close frame, and waits for it.

@@ -90,7 +90,6 @@ func TestWriterNothingAfterClose(t *testing.T) {
 	if _, _, err := s.conn.NextReader(); !websocket.IsCloseError(err, websocket.CloseGoingAway) {
 		t.Fatalf("server read %v, want the client's close frame", err)
 	}
-	s.peerGone.Store(true) // as the read loop does
 	s.send(dataFrame([]byte(`[{"id":1,"t":"notif","p":"late"}]`)))
 	go s.writeLoop()
 	s.stopWriter()
