@@ -32,6 +32,7 @@ var singleArgSubdirectives = []subdirective{
 	{"", "request_timeout", "duration"},
 	{"", "write_timeout", "duration"},
 	{"", "close_timeout", "duration"},
+	{"", "close_delay", "duration"},
 	{"topics", "partitions", "int"},
 	{"topics", "replication", "int"},
 	{"producer", "mq_limit", "int"},
@@ -262,6 +263,11 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 			want:  Handler{Topics: &TopicOptions{Partitions: -1, Replication: -1}},
 		},
 		{
+			name:  "close_delay 0 closes at once after a reload",
+			input: "wskafka {\n\tclose_delay 0\n}",
+			want:  Handler{CloseDelay: duration(0)},
+		},
+		{
 			name:  "day durations",
 			input: "wskafka {\n\trequest_timeout 1d\n}",
 			want:  Handler{RequestTimeout: caddy.Duration(24 * time.Hour)},
@@ -275,6 +281,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 				request_timeout 30s
 				write_timeout 3s
 				close_timeout 4s
+				close_delay 30s
 				topics {
 					partitions 6
 					replication 3
@@ -312,6 +319,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 				RequestTimeout: caddy.Duration(30 * time.Second),
 				WriteTimeout:   caddy.Duration(3 * time.Second),
 				CloseTimeout:   caddy.Duration(4 * time.Second),
+				CloseDelay:     duration(30 * time.Second),
 				Topics:         &TopicOptions{Partitions: 6, Replication: 3},
 				Producer: &ProducerOptions{
 					MQLimit:         100,

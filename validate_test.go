@@ -74,6 +74,7 @@ func TestValidateErrors(t *testing.T) {
 		{name: "negative request_timeout", mutate: func(h *Handler) { h.RequestTimeout = neg }, want: "request_timeout must not be negative"},
 		{name: "negative write_timeout", mutate: func(h *Handler) { h.WriteTimeout = neg }, want: "write_timeout must not be negative"},
 		{name: "negative close_timeout", mutate: func(h *Handler) { h.CloseTimeout = neg }, want: "close_timeout must not be negative"},
+		{name: "negative close_delay", mutate: func(h *Handler) { h.CloseDelay = &neg }, want: "close_delay must not be negative"},
 
 		{name: "topics partitions -2", mutate: func(h *Handler) { topicsOf(h).Partitions = -2; topicsOf(h).Replication = -1 }, want: "topics.partitions must be positive"},
 		{name: "topics replication -2", mutate: func(h *Handler) { topicsOf(h).Replication = -2; topicsOf(h).Partitions = -1 }, want: "topics.replication must be positive"},

@@ -393,3 +393,52 @@ func TestKeepaliveNeverWaitsForAStuckSocket(t *testing.T) {
 	_ = session.conn.Close()
 	<-filled
 }
+
+// After a reload the sockets keep working under the old hub, each closed with 1012 at its own moment within the
+// spread; exiting meanwhile closes the rest at once with 1001.
+func TestReloadSpreadsCloses(t *testing.T) {
+	tests := []struct {
+		name   string
+		spread time.Duration
+		exit   bool // Caddy exits during the spread
+		want   int
+	}{
+		{name: "each within the spread", spread: 200 * time.Millisecond, want: websocket.CloseServiceRestart},
+		{name: "exit hurries the rest", spread: time.Hour, exit: true, want: websocket.CloseGoingAway},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			hub, dialer, url := serveHub(t, sessionConfig(), newSessionKafka(), false)
+			clients := make([]*websocket.Conn, 20)
+			for i := range clients {
+				clients[i] = dial(t, dialer, url)
+			}
+			for deadline := time.Now().Add(10 * time.Second); hub.Sessions() < len(clients); {
+				if time.Now().After(deadline) {
+					t.Fatalf("got %d sessions, want %d", hub.Sessions(), len(clients))
+				}
+				time.Sleep(time.Millisecond)
+			}
+			hub.Close(websocket.CloseServiceRestart, tt.spread)
+			if tt.exit {
+				for i, c := range clients { // still served
+					if err := c.WriteMessage(websocket.TextMessage, []byte(`{"id":1,"t":"health"}`)); err != nil {
+						t.Fatal(err)
+					}
+					_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+					if _, msg, err := c.ReadMessage(); err != nil || !strings.Contains(string(msg), `"s":0`) {
+						t.Fatalf("client %d during the spread: got %s, %v; want its health answered", i, msg, err)
+					}
+				}
+				hub.Close(websocket.CloseGoingAway, 0)
+			}
+			for i, c := range clients {
+				_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+				if _, _, err := c.ReadMessage(); !websocket.IsCloseError(err, tt.want) {
+					t.Fatalf("client %d: got %v, want a close frame with %d", i, err, tt.want)
+				}
+			}
+			hub.Wait()
+		})
+	}
+}
