@@ -35,6 +35,40 @@ func (ReadinessAPI) Routes() []caddy.AdminRoute {
 	return []caddy.AdminRoute{{Pattern: "/wskafka/ready", Handler: caddy.AdminHandlerFunc(handleReady)}}
 }
 
+// servingClusters counts, per cluster, the handlers using it that have not been cleaned up: those of the running
+// config. A replaced config's clusters still serve its connections while they close (close_delay), but readiness
+// is about the running config.
+type servingClusters struct {
+	mu       sync.Mutex
+	handlers map[*bridge.Cluster]int
+}
+
+var serving = servingClusters{handlers: make(map[*bridge.Cluster]int)}
+
+func (s *servingClusters) add(c *bridge.Cluster) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.handlers[c]++
+}
+
+func (s *servingClusters) remove(c *bridge.Cluster) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.handlers[c]--; s.handlers[c] <= 0 {
+		delete(s.handlers, c)
+	}
+}
+
+func (s *servingClusters) clusters() []*bridge.Cluster {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	clusters := make([]*bridge.Cluster, 0, len(s.handlers))
+	for c := range s.handlers {
+		clusters = append(clusters, c)
+	}
+	return clusters
+}
+
 // clusterReadiness is one cluster's entry in the readiness answer.
 type clusterReadiness struct {
 	Brokers   []string `json:"brokers"`
@@ -47,13 +81,7 @@ func handleReady(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet {
 		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method %s not allowed", r.Method)}
 	}
-	var clusters []*bridge.Cluster
-	pool.Range(func(_, value any) bool {
-		if c, ok := value.(*bridge.Cluster); ok {
-			clusters = append(clusters, c)
-		}
-		return true
-	})
+	clusters := serving.clusters()
 	answers := make([]clusterReadiness, len(clusters))
 	var wg sync.WaitGroup
 	for i, c := range clusters {

@@ -136,6 +136,7 @@ type Handler struct {
 	Consumer *ConsumerOptions `json:"consumer,omitempty"`
 
 	logger   *zap.Logger
+	cluster  *bridge.Cluster
 	hub      *bridge.Hub
 	upgrader websocket.Upgrader
 	poolKeys []string // pool entries this handler holds, released by Cleanup
@@ -275,9 +276,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.Permissions == nil {
 		h.logger.Warn("no permissions block: every client may create, list, describe, publish to and subscribe to any topic, in any group; see the README's Security section")
 	}
-	h.hub = bridge.NewHub(h.bridgeConfig(), val.(*bridge.Cluster), h.logger)
+	h.cluster = val.(*bridge.Cluster)
+	serving.add(h.cluster)
+	h.hub = bridge.NewHub(h.bridgeConfig(), h.cluster, h.logger)
 	h.upgrader = websocket.Upgrader{
 		HandshakeTimeout: time.Duration(h.WriteTimeout),
+		Subprotocols:     []string{subprotocol},
 		// Given a pool, gorilla keeps no write buffer per socket; it would draw on it only for data messages, and
 		// the bridge's writer encodes those itself (bridge/writer.go).
 		WriteBufferPool: &writeBuffers,
@@ -564,6 +568,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 		bridge.CountRefused(reason)
 		h.logger.Info("connection refused", zap.String("remote", r.RemoteAddr), zap.String("identity", client.Identity), zap.Error(err))
+		if slices.Contains(websocket.Subprotocols(r), subprotocol) {
+			return h.refuseInBand(w, r, reason)
+		}
 		return caddyhttp.Error(status, err)
 	}
 	// The upgrader answers a failed upgrade itself (403 for a foreign origin, 400 for a bad handshake).
@@ -577,6 +584,23 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// than at the bottom of Caddy's handler chain, whose deep stack would stay allocated as long as the socket is
 	// open (about 20 KiB of the 44 KiB an idle socket cost). The hub tracks it, and Cleanup ends it.
 	h.hub.Go(conn, client, release)
+	return nil
+}
+
+// subprotocol is the WebSocket subprotocol (RFC 6455 §1.9) a client offers to say it speaks wskafka's extensions.
+// Such a client is told why a connection is refused in a close frame: a browser reports every refused upgrade as
+// close code 1006, so it could not tell "retry later" from "the server is down".
+const subprotocol = "wskafka"
+
+// refuseInBand upgrades a connection only to close it at once with 1013 (try again later) and the reason's code.
+func (h *Handler) refuseInBand(w http.ResponseWriter, r *http.Request, reason string) error {
+	conn, err := h.upgrader.Upgrade(hijacker{w, http.NewResponseController(innermost(w))}, r, nil)
+	if err != nil {
+		return nil // the upgrader has answered
+	}
+	msg := websocket.FormatCloseMessage(websocket.CloseTryAgainLater, reason)
+	_ = conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Duration(h.WriteTimeout)))
+	_ = conn.Close()
 	return nil
 }
 
@@ -616,6 +640,9 @@ func (h *Handler) Cleanup() error {
 	h.cleanedUp = true
 	hub, keys := h.hub, h.poolKeys
 	h.poolKeys = nil
+	if h.cluster != nil {
+		serving.remove(h.cluster)
+	}
 	if caddy.Exiting() {
 		lingering.closeAll()
 	}

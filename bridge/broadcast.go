@@ -3,6 +3,7 @@ package bridge
 import (
 	"context"
 	"errors"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -61,28 +62,30 @@ func (b *Broadcaster) Close() {
 }
 
 // join adds a socket to the shared stream of key, starting the stream if it is the first. It returns once the
-// stream's start offsets are fixed, so a record written after it returns is delivered to the socket.
-func (b *Broadcaster) join(ctx context.Context, key streamKey, s *Session) (*stream, *member, error) {
+// stream's start offsets are fixed, so a record written after it returns is delivered to the socket, with the
+// offset of the next record the socket gets from each partition. A member added behind gets nothing from the
+// stream until it has caught up (see catchUp), but keeps the stream running.
+func (b *Broadcaster) join(ctx context.Context, key streamKey, s *Session, behind bool) (*stream, *member, map[int]int64, error) {
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
-		return nil, nil, ErrShuttingDown
+		return nil, nil, nil, ErrShuttingDown
 	}
 	st, ok := b.streams[key]
 	if !ok {
 		st = newStream(b, key, LastOffset, time.Time{})
 		b.streams[key] = st
 	}
-	m := st.add(s)
+	m := st.add(s, behind)
 	b.mu.Unlock()
 	if !ok {
 		go st.run()
 	}
 	if err := st.waitStarted(ctx); err != nil {
 		b.leave(st, s)
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return st, m, nil
+	return st, m, st.position(), nil
 }
 
 // joinPrivate starts a stream for one socket that reads from a past position (from earliest, or from a time): a
@@ -90,7 +93,7 @@ func (b *Broadcaster) join(ctx context.Context, key streamKey, s *Session) (*str
 func (b *Broadcaster) joinPrivate(ctx context.Context, key streamKey, start int64, at time.Time, s *Session) (*stream, *member, error) {
 	st := newStream(b, key, start, at)
 	st.private = true
-	m := st.add(s)
+	m := st.add(s, false)
 	go st.run()
 	if err := st.waitStarted(ctx); err != nil {
 		st.stop()
@@ -128,12 +131,18 @@ type stream struct {
 
 	mu          sync.Mutex
 	subscribers map[*Session]*member
+	// next is, per partition, the offset of the next record the stream hands its members: where a member that
+	// catches up joins.
+	next map[int]int64
 }
 
 // member is one socket's place in a stream. Until released, the stream's frames are held back, so that the
 // socket gets its subscribe reply before the first notification.
 type member struct {
 	s *Session
+	// joined (under the stream's mu) says the member gets the stream's frames; one added behind is not, until it
+	// has caught up.
+	joined bool
 
 	mu    sync.Mutex
 	ready bool
@@ -182,12 +191,19 @@ func newStream(b *Broadcaster, key streamKey, start int64, at time.Time) *stream
 	}
 }
 
-func (st *stream) add(s *Session) *member {
-	m := &member{s: s}
+func (st *stream) add(s *Session, behind bool) *member {
+	m := &member{s: s, joined: !behind}
 	st.mu.Lock()
 	st.subscribers[s] = m
 	st.mu.Unlock()
 	return m
+}
+
+// position returns, per partition, the offset of the next record the stream hands its members.
+func (st *stream) position() map[int]int64 {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return maps.Clone(st.next)
 }
 
 // remove reports whether s was the last subscriber.
@@ -222,6 +238,9 @@ func (st *stream) run() {
 		close(st.started)
 		return
 	}
+	st.mu.Lock()
+	st.next = maps.Clone(offsets)
+	st.mu.Unlock()
 	records := make(chan Record, fetchQueueRecords)
 	var readers sync.WaitGroup
 	for partition, offset := range offsets {
@@ -339,10 +358,17 @@ func (st *stream) publish(batch []Record) {
 		return
 	}
 	frame := encodeNotifications(batch, st.key.meta)
+	// Which members get the batch and where the stream stands after it change together, so that a member
+	// catching up joins between two batches, at the offsets the next one starts from.
 	st.mu.Lock()
 	members := make([]*member, 0, len(st.subscribers))
 	for _, m := range st.subscribers {
-		members = append(members, m)
+		if m.joined {
+			members = append(members, m)
+		}
+	}
+	for i := range batch {
+		st.next[batch[i].Partition] = batch[i].Offset + 1
 	}
 	st.mu.Unlock()
 	n := float64(len(batch))
@@ -384,45 +410,196 @@ type broadcastSubscription struct {
 	session *Session
 	opts    subscribeOptions
 
-	mu      sync.Mutex
-	streams map[string]*stream
-	members map[string]*member
+	// starts is, per topic and partition, the offset of the first record the socket gets.
+	starts map[string]map[int]int64
+	// behind are the topics whose members start behind their shared stream (p.seek) and catch up on their own.
+	behind map[string]bool
+
+	// Catching up ends with ctx, or with the topic's own cancel when the topic is left; catchers are the
+	// goroutines doing it.
+	ctx      context.Context
+	cancel   context.CancelFunc
+	catchers sync.WaitGroup
+
+	mu       sync.Mutex
+	streams  map[string]*stream
+	members  map[string]*member
+	catching map[string]catcher
 }
 
-// newBroadcastSubscription joins a stream for every topic: the shared one when reading from now, a private one
-// when reading from a past position. It returns once every stream is positioned.
+// catcher is one topic's catching up.
+type catcher struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// newBroadcastSubscription joins a stream for every topic: the shared one when reading from now or from offsets
+// (p.seek: the socket catches up on its own, then joins the shared stream where it stands), a private one when
+// reading from a past position (p.from). It returns once every stream is positioned.
 func newBroadcastSubscription(ctx context.Context, s *Session, opts subscribeOptions) (*broadcastSubscription, error) {
 	b := s.hub.broadcaster
 	sub := &broadcastSubscription{
 		session: s, opts: opts,
+		starts: make(map[string]map[int]int64, len(opts.topics)), behind: make(map[string]bool),
 		streams: make(map[string]*stream, len(opts.topics)), members: make(map[string]*member, len(opts.topics)),
+		catching: make(map[string]catcher),
 	}
+	sub.ctx, sub.cancel = context.WithCancel(s.ctx)
 	for _, topic := range opts.topics {
 		key := streamKey{topic: topic, limit: opts.limit, interval: opts.interval, meta: opts.meta}
 		var st *stream
 		var m *member
 		var err error
-		if opts.startOffset == LastOffset && opts.startTime.IsZero() {
-			st, m, err = b.join(ctx, key, s)
-		} else {
-			st, m, err = b.joinPrivate(ctx, key, opts.startOffset, opts.startTime, s)
+		switch seek := opts.seek[topic]; {
+		case len(seek) > 0:
+			sub.behind[topic] = true
+			if st, m, sub.starts[topic], err = b.join(ctx, key, s, true); err == nil {
+				err = sub.seekStarts(ctx, topic, seek)
+			}
+		case opts.startOffset == LastOffset && opts.startTime.IsZero():
+			st, m, sub.starts[topic], err = b.join(ctx, key, s, false)
+		default:
+			if st, m, err = b.joinPrivate(ctx, key, opts.startOffset, opts.startTime, s); err == nil {
+				sub.starts[topic] = st.position()
+			}
+		}
+		if st != nil {
+			sub.streams[topic], sub.members[topic] = st, m
 		}
 		if err != nil {
 			sub.stop(0)
 			return nil, err
 		}
-		sub.streams[topic], sub.members[topic] = st, m
 	}
 	return sub, nil
 }
 
-// release lets the streams' notifications through, once the subscribe reply is queued.
+// seekStarts sets the start of each partition p.seek names: the offset asked for, within what the partition
+// holds (an offset below its first is gone, so the client can tell the gap from the assigned frame).
+func (sub *broadcastSubscription) seekStarts(ctx context.Context, topic string, seek map[int32]int64) error {
+	starts := sub.starts[topic]
+	ids := make([]int, 0, len(seek))
+	for p := range seek {
+		if _, ok := starts[int(p)]; ok {
+			ids = append(ids, int(p))
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	marks, err := sub.session.hub.kafka.Watermarks(ctx, topic, ids)
+	if err != nil {
+		return err
+	}
+	for _, p := range ids {
+		starts[p] = min(max(seek[int32(p)], marks[p].Low), marks[p].High)
+	}
+	return nil
+}
+
+// release lets the streams' notifications through, once the subscribe reply is queued, after the assigned frame
+// when asked for; members behind start catching up.
 func (sub *broadcastSubscription) release() {
+	if sub.opts.assignments {
+		sub.session.sendAssigned(sub.starts)
+	}
 	sub.mu.Lock()
 	defer sub.mu.Unlock()
 	for topic, m := range sub.members {
+		if sub.behind[topic] {
+			st, from := sub.streams[topic], maps.Clone(sub.starts[topic])
+			ctx, cancel := context.WithCancel(sub.ctx)
+			c := catcher{cancel: cancel, done: make(chan struct{})}
+			sub.catching[topic] = c
+			sub.catchers.Go(func() { defer close(c.done); sub.catchUp(ctx, st, m, from) })
+			continue
+		}
 		m.release(topic)
 	}
+}
+
+// catchUpIdle is how long a catch-up read waits for a record below the stream's position before it takes the
+// rest as holding none (transaction markers, compacted records): the stream has read past them, so real records
+// there would come at once.
+const catchUpIdle = 2 * time.Second
+
+// catchUp delivers a member's partitions from its own offsets up to where the shared stream stands, and joins the
+// stream between two of its batches once nothing is left below: no record is missed or delivered twice, and the
+// socket's own reads end. A failed read closes the socket with 1013 (try again later), so the client resumes
+// rather than silently skipping.
+func (sub *broadcastSubscription) catchUp(ctx context.Context, st *stream, m *member, caught map[int]int64) {
+	s := sub.session
+	for ctx.Err() == nil {
+		st.mu.Lock()
+		targets := make(map[int]int64)
+		for p, next := range st.next {
+			if caught[p] < next {
+				targets[p] = next
+			}
+		}
+		if len(targets) == 0 {
+			m.joined = true
+			st.mu.Unlock()
+			m.release(st.key.topic)
+			return
+		}
+		st.mu.Unlock()
+		for p, target := range targets {
+			if err := sub.readUpTo(ctx, st, p, caught[p], target); err != nil {
+				if ctx.Err() == nil {
+					s.logger.Warn("catching up a broadcast subscription", zap.String("topic", st.key.topic), zap.Int("partition", p), zap.Error(err))
+					s.shutdown(closeTooSlow)
+				}
+				return
+			}
+			caught[p] = target
+		}
+	}
+}
+
+// readUpTo delivers the records of one partition from offset up to (not including) target, in frames batched as
+// the stream's.
+func (sub *broadcastSubscription) readUpTo(ctx context.Context, st *stream, partition int, offset, target int64) error {
+	s := sub.session
+	reader := s.hub.kafka.ReadPartition(st.key.topic, partition, offset)
+	defer reader.Close()
+	var batch []Record
+	var bytes int64
+	flush := func() bool {
+		if len(batch) == 0 {
+			return true
+		}
+		frame := encodeNotifications(batch, st.key.meta)
+		count := s.hub.countDelivered(batch)
+		batch, bytes = batch[:0], 0
+		return s.sendCtx(ctx, outFrame{data: frame, size: int64(len(frame)), written: count})
+	}
+	for offset < target {
+		fetchCtx, cancel := context.WithTimeout(ctx, catchUpIdle)
+		rec, err := reader.Fetch(fetchCtx)
+		cancel()
+		switch {
+		case err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded):
+			offset = target // nothing left below the stream's position
+			continue
+		case err != nil:
+			return err
+		case rec.Offset >= target:
+			offset = target // the shared stream delivers it
+			continue
+		}
+		offset = rec.Offset + 1
+		batch = append(batch, rec)
+		if bytes += recordSize(&rec); len(batch) >= st.key.limit || bytes >= s.queued.max/2 {
+			if !flush() {
+				return ctx.Err()
+			}
+		}
+	}
+	if !flush() {
+		return ctx.Err()
+	}
+	return nil
 }
 
 func (sub *broadcastSubscription) topics() []string {
@@ -437,23 +614,35 @@ func (sub *broadcastSubscription) topics() []string {
 	return out
 }
 
-// stop leaves every stream; a stream without subscribers stops its readers, which never takes long, so timeout
-// has nothing to bound.
+// stop ends catching up and leaves every stream; a stream without subscribers stops its readers, which never
+// takes long, so timeout has nothing to bound.
 func (sub *broadcastSubscription) stop(time.Duration) {
+	sub.cancel()
+	sub.catchers.Wait()
 	sub.leaveTopics(sub.opts.topics)
 }
 
 func (sub *broadcastSubscription) leaveTopics(topics []string) {
 	sub.mu.Lock()
 	var leaving []*stream
+	var catching []catcher
 	for _, t := range topics {
 		if st, ok := sub.streams[t]; ok {
 			leaving = append(leaving, st)
 			delete(sub.streams, t)
 			delete(sub.members, t)
 		}
+		if c, ok := sub.catching[t]; ok {
+			catching = append(catching, c)
+			delete(sub.catching, t)
+		}
 	}
 	sub.mu.Unlock()
+	// No frame of a topic left may follow the reply.
+	for _, c := range catching {
+		c.cancel()
+		<-c.done
+	}
 	for _, st := range leaving {
 		sub.session.hub.broadcaster.leave(st, sub.session)
 	}

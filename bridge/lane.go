@@ -34,14 +34,15 @@ func waitsOnKafka(req *protocol.Request) bool {
 }
 
 // dispatch handles one request read from the socket: at once on the read loop when it cannot wait on Kafka and
-// nothing is ahead of it on the lane, else on the lane.
+// nothing is ahead of it on the lane, else on the lane. A ping is answered at once, whatever is ahead of it: it
+// tells the client the connection lives, and orders nothing.
 func (s *Session) dispatch(req protocol.Request, perr *protocol.Error) {
 	s.reqMu.Lock()
 	counted := !s.closeDecided
 	if counted {
 		s.unanswered++
 	}
-	if s.laneLen == 0 && (perr != nil || !waitsOnKafka(&req)) {
+	if perr == nil && req.Op == protocol.OpPing || s.laneLen == 0 && (perr != nil || !waitsOnKafka(&req)) {
 		s.reqMu.Unlock()
 		s.serve(&req, perr)
 		s.answered(counted)

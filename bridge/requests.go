@@ -43,6 +43,8 @@ func (s *Session) do(req *protocol.Request) {
 		s.unsubscribe(req)
 	case protocol.OpAck:
 		s.ack(req)
+	case protocol.OpPing:
+		s.reply(req, nil)
 	case protocol.OpHealth:
 		health := s.hub.health(s)
 		if req.Kafka {
@@ -362,6 +364,7 @@ func (s *Session) subscribeOptions(req *protocol.Request) subscribeOptions {
 		group:        cmp.Or(req.Group, cfg.GroupID),
 		broadcast:    sub.Broadcast,
 		meta:         sub.Meta,
+		assignments:  sub.Assignments,
 		clientCommit: sub.ClientCommit,
 		seek:         sub.Seek,
 		startOffset:  cfg.StartOffset,

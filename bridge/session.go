@@ -266,6 +266,18 @@ func (s *Session) reply(req *protocol.Request, payload any) {
 	s.send(dataFrame(protocol.Reply(s.nextFrameID(), req, payload)))
 }
 
+// sendAssigned tells the client which partitions it now reads, each with the offset it starts from.
+func (s *Session) sendAssigned(starts map[string]map[int]int64) {
+	p := make(map[string]map[int32]int64, len(starts))
+	for topic, parts := range starts {
+		p[topic] = make(map[int32]int64, len(parts))
+		for part, offset := range parts {
+			p[topic][int32(part)] = offset
+		}
+	}
+	s.send(dataFrame(protocol.Assigned(s.nextFrameID(), p)))
+}
+
 func (s *Session) replyError(req *protocol.Request, perr *protocol.Error) {
 	s.send(dataFrame(protocol.ErrorReply(s.nextFrameID(), req, perr)))
 }

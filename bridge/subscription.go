@@ -25,6 +25,7 @@ type subscribeOptions struct {
 	group        string
 	broadcast    bool
 	meta         bool
+	assignments  bool // send the partitions read and their start offsets after the reply and each rebalance
 	clientCommit bool
 	startOffset  int64     // FirstOffset or LastOffset, for partitions the group has no offset for
 	startTime    time.Time // when set, such partitions start at the first record at or after it instead
@@ -136,6 +137,9 @@ func (sub *Subscription) run() {
 			joined()
 			sub.logger.Info("consumer ready")
 			sub.session.reply(sub.req.request(), sub.payload)
+		}
+		if sub.opts.assignments {
+			sub.session.sendAssigned(offsets)
 		}
 		sub.runGeneration(gen, offsets)
 	}

@@ -23,6 +23,7 @@ const (
 	OpDescribeTopics               // t:"topic", a:"describe"
 	OpDeleteTopics                 // t:"topic", a:"delete"
 	OpAck                          // t:"notif", a:"ack"
+	OpPing                         // t:"ping": answered at once, for a client's own heartbeat
 )
 
 // The codes of failure replies. Clients match on them, so a released code never changes meaning.
@@ -124,6 +125,7 @@ type Subscribe struct {
 	From         From                       // p.from: "earliest", "latest" or a timestamp in ms
 	Seek         map[string]map[int32]int64 // p.seek: {"topic": {"0": 42}}: start offsets; nil when absent or empty
 	ClientCommit bool                       // p.commit: "auto" (default) or "client"
+	Assignments  bool                       // p.assignments: true sends the partitions read and their start offsets
 	MQLimit      int                        // p.mq_limit: ≥ 1; 0 when absent
 	MQInterval   int64                      // p.mq_interval: ms ≥ 0; -1 when absent
 }
@@ -261,6 +263,8 @@ func (d *Decoder) Decode(frame []byte) (req Request, err *Error) {
 	case "health":
 		op = OpHealth
 		err = decodeHealth(frame, &env, &req)
+	case "ping":
+		op = OpPing
 	default:
 		return req, errorf(CodeUnknownType, "unknown type %q in t", req.Type)
 	}
@@ -490,6 +494,11 @@ func decodeSubscribe(frame []byte, env *envelope, req *Request) *Error {
 			return errorf(CodeInvalidPayload, "p.meta must be a boolean")
 		}
 	}
+	if v, ok := given(frame, m, "assignments"); ok {
+		if sub.Assignments, ok = boolean(frame, v); !ok {
+			return errorf(CodeInvalidPayload, "p.assignments must be a boolean")
+		}
+	}
 	if v, ok := given(frame, m, "from"); ok {
 		switch {
 		case isText(frame, v, "earliest"):
@@ -542,8 +551,8 @@ func decodeSubscribe(frame []byte, env *envelope, req *Request) *Error {
 			return errorf(CodeInvalidPayload, `p.consumer_group cannot be used with p.mode "broadcast": a broadcast subscription joins no group`)
 		case sub.ClientCommit:
 			return errorf(CodeInvalidPayload, `p.commit "client" cannot be used with p.mode "broadcast": a broadcast subscription has no group to commit offsets to`)
-		case seekGiven:
-			return errorf(CodeInvalidPayload, `p.seek cannot be used with p.mode "broadcast": a broadcast subscription starts every partition where p.from says`)
+		case seekGiven && sub.From.Kind != FromDefault:
+			return errorf(CodeInvalidPayload, `p.seek and p.from cannot be used together with p.mode "broadcast": the partitions p.seek does not name start from now`)
 		}
 	}
 	req.Subscribe = sub
@@ -957,7 +966,7 @@ func text(frame []byte, v span) string {
 }
 
 // words are the values of t and a that nearly every frame carries; word returns these without allocating.
-var words = [...]string{"notif", "create", "topic", "list", "subscribe", "unsubscribe", "health", "ack", "describe", "delete"}
+var words = [...]string{"notif", "create", "topic", "list", "subscribe", "unsubscribe", "health", "ack", "describe", "delete", "ping"}
 
 // word returns the string at v, which is a validated JSON string, sharing the memory of a known word.
 func word(frame []byte, v span) string {

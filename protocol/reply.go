@@ -187,6 +187,23 @@ func appendEnvelope(b []byte, id uint64, req *Request, t string, s byte) []byte 
 	return append(b, s)
 }
 
+// Assigned encodes the frame that tells a subscription with p.assignments which partitions the socket now reads
+// and the offset each starts from (the next one it delivers):
+//
+//	{"id":id,"t":"topic","a":"assigned","s":0,"p":{"<topic>":{"<partition>":<offset>,…},…}}
+//
+// It answers no request, so it has no refid. Partitions not listed are not read by the socket (any more).
+func Assigned(id uint64, starts map[string]map[int32]int64) []byte {
+	p, err := json.Marshal(starts)
+	if err != nil {
+		panic(fmt.Sprintf("protocol: encoding assignments: %v", err))
+	}
+	b := appendEnvelope(make([]byte, 0, 64+len(p)), id, &Request{Action: "assigned"}, "topic", '0')
+	b = append(b, `,"p":`...)
+	b = append(b, p...)
+	return append(b, '}')
+}
+
 // Notification is one consumed record to deliver. With Meta false only ID and Value are sent, exactly as the
 // original sent them; with Meta (a subscribe's p.meta) the record's topic, partition, offset, key, headers and
 // timestamp follow.
