@@ -233,7 +233,9 @@ func TestPeerCloseLosesNoPublish(t *testing.T) {
 func TestWaitingOnKafkaIsNotDead(t *testing.T) {
 	k := newSessionKafka()
 	cfg := sessionConfig()
-	cfg.Limits.PingInterval, cfg.Limits.PongTimeout = 20*time.Millisecond, 20*time.Millisecond
+	// Short enough that the wait below is five times what a silent peer is given, long enough that a loaded
+	// machine answers every ping in time.
+	cfg.Limits.PingInterval, cfg.Limits.PongTimeout = 100*time.Millisecond, 500*time.Millisecond
 	hub, dialer, url := serveHub(t, cfg, k, false)
 	client := dial(t, dialer, url)
 	closed := make(chan error, 1)
@@ -249,11 +251,10 @@ func TestWaitingOnKafkaIsNotDead(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-k.creating
-	// Twenty times what a silent peer is given.
 	select {
 	case err := <-closed:
 		t.Fatalf("the socket closed while its request waited on Kafka: %v", err)
-	case <-time.After(40 * (cfg.Limits.PingInterval + cfg.Limits.PongTimeout)):
+	case <-time.After(5 * (cfg.Limits.PingInterval + cfg.Limits.PongTimeout)):
 	}
 	if n := hub.Sessions(); n != 1 {
 		t.Fatalf("got %d sessions, want the waiting one open", n)
