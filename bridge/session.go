@@ -366,10 +366,11 @@ func (s *Session) closeFromServer() {
 	s.stopSubscription()
 	deadline := time.Now().Add(timeout)
 	poll := time.NewTicker(settlePoll)
-	for !s.decideClose(time.Now().After(deadline)) {
+	// A writer that writes no more (its socket failed) can send no answer: nothing is worth waiting for.
+	for !s.decideClose(s.closeFrameOut() || time.Now().After(deadline)) {
 		select {
 		case <-poll.C:
-		case <-s.writerOut:
+		case <-s.dataEnd:
 		}
 	}
 	poll.Stop()
