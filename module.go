@@ -99,8 +99,9 @@ type Handler struct {
 
 	// CloseDelay spreads the closing of the connections over a window after a config reload: each keeps working
 	// under the old config until its own moment, uniformly spread over the window, and is then closed with 1012
-	// (reconnect), so that clients do not all reconnect, and consumer groups do not all rebalance, at the same
-	// instant. The old config's Kafka clients are released when its last connection has closed. 0 closes every
+	// (reconnect), so that clients do not all reconnect at the same instant; the members of one consumer group
+	// close together, so that the group rebalances once. The old config's Kafka clients are released when its
+	// last connection has closed. 0 closes every
 	// connection at once. Exiting Caddy always closes at once (1001). Default: 10s, which turns a reload of 20,000
 	// sockets into 2,000 reconnects a second, well within what one instance subscribes.
 	CloseDelay *caddy.Duration `json:"close_delay,omitempty"`

@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"iter"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -163,10 +165,11 @@ func (h *Hub) Go(conn *websocket.Conn, client Client, done func()) {
 // Close ends every session with the close code (1001 going away on exit, 1012 service restart on a reload, RFC
 // 6455 §7.4.1 and the IANA registry) and refuses new connections from now on. With spread 0 every session starts
 // closing at once; otherwise each at its own moment, uniformly spread over the window, so that thousands of
-// clients do not reconnect and rejoin their groups at the same instant (what Caddy's reverse proxy does with
-// stream_close_delay). A later Close with a shorter spread hurries the sessions not yet closing. Each session
-// answers what it read, flushes its publishes, leaves its consumer group and sends its close frame, every step
-// bounded by close_timeout. Close does not wait: Wait does.
+// clients do not reconnect at the same instant (what Caddy's reverse proxy does with stream_close_delay). The
+// members of one consumer group share their moment: closed together, the group rebalances once rather than once
+// per member leaving and once per member coming back. A later Close with a shorter spread hurries the sessions
+// not yet closing. Each session answers what it read, flushes its publishes, leaves its consumer group and sends
+// its close frame, every step bounded by close_timeout. Close does not wait: Wait does.
 func (h *Hub) Close(code int, spread time.Duration) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -175,13 +178,34 @@ func (h *Hub) Close(code int, spread time.Duration) {
 		t.Stop()
 	}
 	h.closeTimers = nil
-	for s := range h.sessions {
-		if spread <= 0 {
+	if spread <= 0 {
+		for s := range h.sessions {
 			s.shutdown(code)
-			continue
 		}
-		h.closeTimers = append(h.closeTimers, time.AfterFunc(rand.N(spread), func() { s.shutdown(code) }))
+		return
 	}
+	for s, delay := range closeMoments(maps.Keys(h.sessions), spread, (*Session).group) {
+		h.closeTimers = append(h.closeTimers, time.AfterFunc(delay, func() { s.shutdown(code) }))
+	}
+}
+
+// closeMoments picks when within spread each session closes: uniformly at random, the members of a consumer
+// group at their group's moment.
+func closeMoments(sessions iter.Seq[*Session], spread time.Duration, group func(*Session) (string, bool)) map[*Session]time.Duration {
+	moments := make(map[*Session]time.Duration)
+	groups := make(map[string]time.Duration)
+	for s := range sessions {
+		moment := rand.N(spread)
+		if g, ok := group(s); ok {
+			if m, seen := groups[g]; seen {
+				moment = m
+			} else {
+				groups[g] = moment
+			}
+		}
+		moments[s] = moment
+	}
+	return moments
 }
 
 // Sessions counts the open sessions.

@@ -443,3 +443,38 @@ func TestReloadSpreadsCloses(t *testing.T) {
 		})
 	}
 }
+
+// Spread over a window, sessions close at moments of their own, the members of one group at the same one.
+func TestCloseMoments(t *testing.T) {
+	const spread = time.Hour
+	sessions := make([]*Session, 300)
+	groups := make(map[*Session]string)
+	for i := range sessions {
+		sessions[i] = new(Session)
+		if i%3 != 0 { // a third not in a group, the rest in ten groups of twenty
+			groups[sessions[i]] = fmt.Sprint("g", i%10)
+		}
+	}
+	moments := closeMoments(slices.Values(sessions), spread, func(s *Session) (string, bool) { g, ok := groups[s]; return g, ok })
+	groupMoment := make(map[string]time.Duration)
+	distinct := make(map[time.Duration]bool)
+	for _, s := range sessions {
+		m, ok := moments[s]
+		if !ok || m < 0 || m >= spread {
+			t.Fatalf("got moment %v (%v), want one within [0, %v)", m, ok, spread)
+		}
+		distinct[m] = true
+		g, inGroup := groups[s]
+		if !inGroup {
+			continue
+		}
+		if first, seen := groupMoment[g]; seen && first != m {
+			t.Fatalf("group %s: members at %v and %v, want one moment", g, first, m)
+		}
+		groupMoment[g] = m
+	}
+	// 100 sessions of their own and 10 groups: 110 moments, unless two random ones collide (about 1e-9).
+	if len(distinct) < 105 {
+		t.Fatalf("got %d distinct moments, want about 110: not spread", len(distinct))
+	}
+}

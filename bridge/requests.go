@@ -481,6 +481,16 @@ func (s *Session) stopSubscription() {
 	}
 }
 
+// group returns the consumer group the session is a member of, if any.
+func (s *Session) group() (string, bool) {
+	s.subMu.Lock()
+	defer s.subMu.Unlock()
+	if sub, ok := s.sub.(*Subscription); ok {
+		return sub.opts.group, true
+	}
+	return "", false
+}
+
 // subscribedTopics lists what the session is subscribed to, for health.
 func (s *Session) subscribedTopics() []string {
 	s.subMu.Lock()
