@@ -92,6 +92,7 @@ function line (name, c, hooks = {}) {
   }
 
   function open () {
+    if (state === 'closed') return
     clearTimeout(retryTimer)
     suspended = false
     opened = false
@@ -329,12 +330,9 @@ function line (name, c, hooks = {}) {
 function toRecord (n) {
   const b64 = n.enc === 'base64'
   const dec = (v) => (b64 && typeof v === 'string' ? fromBase64(v) : v)
-  let headers
-  if (n.h) {
-    headers = {}
-    for (const [k, v] of Object.entries(n.h)) headers[k] = dec(v)
-  }
-  return { topic: n.topic, partition: n.part, offset: n.offset, key: dec(n.k), headers, timestamp: n.ts, value: dec(n.p), id: n.id }
+  const headers = {}
+  for (const [k, v] of Object.entries(n.h ?? {})) headers[k] = dec(v)
+  return { topic: n.topic, partition: n.part, offset: n.offset, key: dec(n.k ?? null), headers, timestamp: n.ts, value: dec(n.p), id: n.id }
 }
 
 function publishPayload (topic, value, opts = {}) {
