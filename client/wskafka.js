@@ -1,15 +1,12 @@
-// @wskafka/client: the browser and Node.js client of wskafka (Apache Kafka behind a WebSocket).
-// The wire protocol is the README's "Protocol" and "Protocol extensions"; this file adds what every
-// real-time gateway ships: reconnecting with backoff, resubscribing, resuming from Kafka offsets, matching
-// replies to requests, acknowledging after the application's handler. ESM, no dependencies.
+// @wskafka/client: the browser and Node.js client of wskafka. The protocol is the README's "Protocol" and
+// "Protocol extensions"; the types and their documentation are in wskafka.d.ts.
 
 const te = new TextEncoder()
 const td = new TextDecoder()
 const noop = () => {}
-// Worst first wins when a client's sockets disagree (client.state is the worst of them).
+// client.state is the worst of its sockets'.
 const RANK = { connected: 0, connecting: 1, stalled: 2, disconnected: 3 }
 
-/** An error with a `code`: a server code (`unknown_topic`, …) or one of this library's (README). */
 export class WskafkaError extends Error {
   constructor (code, message, details = {}) {
     super(message, details.cause === undefined ? undefined : { cause: details.cause })
@@ -20,11 +17,8 @@ export class WskafkaError extends Error {
 }
 const err = (code, message, details) => new WskafkaError(code, message, details)
 
-/**
- * Full jitter ("Exponential Backoff And Jitter", AWS Architecture Blog, 2015): a delay drawn uniformly from
- * [0, min(max, base·2^attempt)), from the first retry on, so that thousands of sockets closed at once (a reload)
- * do not come back at once.
- */
+// Full jitter ("Exponential Backoff And Jitter", AWS Architecture Blog) from the first retry: sockets closed
+// together (a reload) do not come back together.
 export function backoff (attempt, base, max, random = Math.random) {
   return Math.floor(random() * Math.min(max, base * 2 ** attempt))
 }
@@ -58,14 +52,13 @@ function emitter () {
       return () => { set.delete(fn) }
     },
     emit (type, ev) {
-      // A throwing listener must not break the client: report it as the platform reports listener errors.
+      // As EventTarget does: a throwing listener is reported, and the others still run.
       for (const fn of map.get(type) ?? []) try { fn(ev) } catch (e) { queueMicrotask(() => { throw e }) }
     }
   }
 }
 
-// One socket that reconnects: requests and their replies, same-tick batches, the heartbeat, close-code rules.
-// `hooks` lets a feed (a subscription socket) resubscribe on open and receive notifications and assignments.
+// A socket that reconnects: requests, batches, heartbeat, close codes. `hooks`: a feed's (subscriptions).
 function line (name, c, hooks = {}) {
   const o = c.o
   let ws = null
@@ -74,13 +67,14 @@ function line (name, c, hooks = {}) {
   let attempt = 0
   let suspended = false
   let retryTimer, connectTimer, pingTimer, probeTimer
-  const pending = new Map() // id → request sent and not yet answered
-  let outbox = [] // requests of this tick, sent together by flush()
-  let held = [] // requests waiting for the socket to open (the offline queue)
+  const pending = new Map() // id → request sent, not yet answered
+  let outbox = [] // this tick's, for flush()
+  let held = [] // waiting for an open socket (the offline queue)
   let lastFrame = []
   let lastBytes = 0
   let flushing = false
 
+  const refuse = (why) => o.queue ? err('queue_full', `the offline queue is full (${o.queue})`) : err('not_connected', `not connected (${why})`)
   const set = (s) => { if (state !== s) { state = s; c.update() } }
 
   function settle (e, error) {
@@ -120,7 +114,7 @@ function line (name, c, hooks = {}) {
     s.onerror = noop // a close event follows
   }
 
-  // Leave the current socket without waiting for its close event (a stalled socket may never send one).
+  // Leave the socket without waiting for its close event (a stalled one may never send it).
   function abandon (code = 4000, reason = 'stalled') {
     const s = ws
     if (!s) return
@@ -129,14 +123,13 @@ function line (name, c, hooks = {}) {
   }
 
   function down (code, reason) {
-    const wasOpen = opened
     ws = null
     opened = false
     clearTimeout(connectTimer)
     clearTimeout(pingTimer)
     clearTimeout(probeTimer)
     probeTimer = undefined
-    // RFC 6455 §7.4.1: 1009 is the server refusing a frame as too big: the last one sent. Never sent again.
+    // RFC 6455 §7.4.1: 1009, a frame too big: the last one sent. Never sent again.
     if (code === 1009) {
       for (const e of lastFrame) {
         if (e.post) continue
@@ -151,21 +144,17 @@ function line (name, c, hooks = {}) {
     pending.clear()
     held = outbox.filter((e) => !e.post).concat(held)
     outbox = []
-    const room = state === 'closed' ? 0 : o.queue
-    while (held.length > room) {
-      const e = held.pop()
-      settle(e, state === 'closed'
-        ? err('closed', 'the client was closed before the request was sent')
-        : o.queue ? err('queue_full', `the offline queue is full (${o.queue})`) : err('not_connected', `not connected (close code ${code}${wasOpen ? '' : ', before the connection opened'})`))
+      while (held.length > (state === 'closed' ? 0 : o.queue)) {
+      settle(held.pop(), state === 'closed' ? err('closed', 'closed before it was sent') : refuse(`close code ${code}`))
     }
     if (state === 'closed') return
     if (suspended) return set('disconnected')
     let delay
     if (code === 1001 || code === 1012) {
-      delay = Math.floor(o.random() * o.reconnectSoon) // going away, service restart: soon, still jittered
+      delay = Math.floor(o.random() * o.reconnectSoon) // going away, restart: soon, still jittered
     } else {
       delay = backoff(attempt++, o.backoffBase, o.backoffMax, o.random)
-      if (code === 1013) delay += o.tryLater // try again later, and resume (the feed resubscribes with seek)
+      if (code === 1013) delay += o.tryLater // try again later (feeds resume with seek)
     }
     set('disconnected')
     c.emit('retry', { socket: name, code, reason, delay, attempt })
@@ -186,7 +175,7 @@ function line (name, c, hooks = {}) {
       if (e) {
         pending.delete(x.refid)
         if (x.s === 0) {
-          attempt = 0 // the server answers on this socket: the next drop starts the backoff again
+          attempt = 0 // the server accepted us: the backoff starts again
           e.done = true
           clearTimeout(e.timer)
           e.resolve(x.p)
@@ -199,15 +188,15 @@ function line (name, c, hooks = {}) {
       } else if (x?.a === 'assigned' && x.s === 0) {
         hooks.assigned?.(x.p)
       } else if (x?.s === 1) {
-        // Failures of what has no promise: send(), acknowledgements, frames the server could not read.
+        // Failures of send(), acks, unreadable frames.
         c.emit('error', err(x.p?.code ?? 'error', x.p?.message ?? 'request failed', { reply: x }))
       }
     }
     if (notifs.length) hooks.notifs?.(notifs)
   }
 
-  // Browsers hide WebSocket pings from pages, and a socket can look open after a laptop sleeps: ask the
-  // server ("ping" request) after pingInterval without a frame; no answer within pingTimeout is a stall.
+  // Browsers hide WebSocket pings from pages, and a socket can look open after a laptop sleeps: a "ping"
+  // request after pingInterval without a frame; no answer within pingTimeout is a stall.
   function alive () {
     clearTimeout(pingTimer)
     clearTimeout(probeTimer)
@@ -234,8 +223,7 @@ function line (name, c, hooks = {}) {
     }
   }
 
-  // Requests made in the same tick go out as one frame: a JSON array of at most 1000 (the protocol's
-  // batches) and at most maxFrameBytes; a request that alone exceeds it is refused without being sent.
+  // One tick's requests go out as one frame (a batch: at most 1000, and maxFrameBytes).
   function flush () {
     flushing = false
     if (state !== 'connected') return
@@ -283,9 +271,9 @@ function line (name, c, hooks = {}) {
       outbox.push(e)
       return schedule()
     }
-    // While the socket is opening, requests wait for it (and fail with the attempt, unless queued).
+    // While opening, requests wait for it (and fail with the attempt, unless queued).
     if (held.length < (o.queue || (state === 'connecting' ? 1000 : 0))) return held.push(e)
-    settle(e, o.queue ? err('queue_full', `the offline queue is full (${o.queue})`) : err('not_connected', `not connected (${state})`))
+    settle(e, refuse(state))
   }
 
   return {
@@ -300,12 +288,12 @@ function line (name, c, hooks = {}) {
       schedule()
     },
     probe,
-    // Wake up: check an open socket now, and connect now when waiting (online, visible, page resumed).
+    // Online, visible, resumed: check an open socket, or connect now.
     wake () {
       if (state === 'connected') probe()
       else if (state === 'disconnected') open()
     },
-    // Page frozen or put in the bfcache: close, and wait for wake().
+    // Frozen, or in the bfcache: close until wake().
     suspend () {
       if (state === 'closed') return
       suspended = true
@@ -390,6 +378,7 @@ export function connect (url, options = {}) {
   const feeds = new Map()
   const c = { url: String(url), o, id: () => ++id, emit, update }
   const main = line('requests', c)
+  const all = () => [main, ...[...feeds.values()].map((f) => f.line)]
 
   const store = o.persist ? (o.storage ?? globalThis.sessionStorage) : undefined
   let saved = {}
@@ -407,7 +396,7 @@ export function connect (url, options = {}) {
   function update () {
     let s = 'connected'
     if (closed) s = 'closed'
-    else for (const l of [main, ...[...feeds.values()].map((f) => f.line)]) if (RANK[l?.state] > RANK[s]) s = l.state
+    else for (const l of all()) if (RANK[l?.state] > RANK[s]) s = l.state
     if (s !== state) {
       const previous = state
       state = s
@@ -417,12 +406,11 @@ export function connect (url, options = {}) {
 
   const request = (t, a, p, opts = {}) => main.request({ id: c.id(), t, a, p }, opts.timeout ?? o.requestTimeout)
 
-  // A feed is one subscription socket: every topic subscribed with the same mode, group and commit setting
-  // (the protocol has one subscription per socket, a second subscribe replacing the first).
+  // A feed: the socket of every topic of one mode, group and commit (a subscribe replaces the socket's last).
   function feed (key, cfg) {
     const subs = new Set()
-    const pos = new Map() // partition → next offset expected: duplicates are below it
-    const inflight = new Map() // partition → records handed to handlers and not yet handled, in offset order
+    const pos = new Map() // partition → next offset expected (duplicates are below)
+    const inflight = new Map() // partition → records not yet handled, in offset order
     const acks = new Map()
     const waiters = []
     let timer
@@ -431,7 +419,7 @@ export function connect (url, options = {}) {
       for (const [part, next] of Object.entries(parts)) pos.set(pkey(t, part), next)
     }
     const topics = () => [...new Set([...subs].flatMap((s) => s.topics))]
-    // Where a partition resumes: its first failed record (delivered again), else the next offset expected.
+    // Resume at the first failed record, else the next expected.
     const resumeAt = (pk) => inflight.get(pk)?.find((e) => e.st === 2)?.offset ?? pos.get(pk)
 
     function subscribeNow () {
@@ -466,8 +454,7 @@ export function connect (url, options = {}) {
         for (const s of subs) if (s.topics.every((t) => ts.includes(t))) s.ok()
       }, (e) => {
         if (['cancelled', 'outcome_unknown', 'not_connected', 'closed'].includes(e.code)) return
-        // Refused (unknown_topic, forbidden, …): subscriptions not yet confirmed end with the error; a
-        // resubscribe of confirmed ones is tried again on a new socket, after a backoff.
+        // Refused: new subscriptions end; confirmed ones try again on a new socket, after a backoff.
         let dropped = false
         for (const s of subs) {
           if (!s.confirmed && s.topics.some((t) => ts.includes(t))) {
@@ -483,7 +470,7 @@ export function connect (url, options = {}) {
       }).finally(() => w.forEach((r) => r()))
     }
 
-    // Each subscribe makes the group rebalance: changes within subscribeWindow go out as one.
+    // Each subscribe rebalances the group: one per subscribeWindow.
     function schedule () {
       if (f.line.state === 'connected' && !timer) timer = setTimeout(subscribeNow, o.subscribeWindow)
       return new Promise((resolve) => waiters.push(resolve))
@@ -496,12 +483,12 @@ export function connect (url, options = {}) {
           const pk = pkey(t, part)
           listed.add(pk)
           const want = resumeAt(pk)
-          // A start above the offset asked for (seek) is what Kafka no longer has (below its low watermark).
+          // Started above the seek: below the low watermark, lost.
           if (want !== undefined && start > want) emit('gap', { topic: t, partition: +part, from: want, to: start })
           if (want === undefined || start > (pos.get(pk) ?? -1)) pos.set(pk, start)
         }
       }
-      // Partitions not listed are no longer read by this socket (another group member's now): forget them.
+      // Not listed: another member's now.
       for (const pk of pos.keys()) {
         if (!listed.has(pk)) {
           pos.delete(pk)
@@ -521,12 +508,12 @@ export function connect (url, options = {}) {
         const pk = pkey(n.topic, n.part)
         const next = pos.get(pk)
         if (next !== undefined && n.offset < next) {
-          // Below the next offset expected: a duplicate, unless it is a failed record delivered again.
+          // A duplicate, unless a failed record again.
           const e = inflight.get(pk)?.find((e) => e.offset === n.offset && e.st === 2)
           if (e) run(pk, e, rec)
           continue
         }
-        pos.set(pk, n.offset + 1) // offsets may skip (compaction, transaction markers): not a gap
+        pos.set(pk, n.offset + 1) // holes (compaction, transaction markers) are no gap
         const e = { offset: n.offset, st: 0 }
         const q = inflight.get(pk)
         if (q) q.push(e)
@@ -545,9 +532,8 @@ export function connect (url, options = {}) {
         r = Promise.reject(x)
       }
       r.then(() => handled(pk, e), (x) => {
-        // At least once: a record whose handler failed is not acknowledged, nor is anything after it in its
-        // partition (acks are cumulative), until retry() succeeds or skip(); it is delivered again after a
-        // reconnect (the resubscribe seeks to it) and after a reload (persisted positions).
+        // At least once: not acknowledged (nor, acks being cumulative, what follows) until retry() or skip();
+        // delivered again after a reconnect or a reload (seek).
         e.st = 2
         emit('error', err('handler_failed', `handler failed on ${rec.topic}/${rec.partition} offset ${rec.offset}: ${x?.message ?? x}`, {
           cause: x,
@@ -592,7 +578,7 @@ export function connect (url, options = {}) {
     const f = {
       key,
       line: undefined,
-      // What survives a reload: per partition, the first record not yet handled.
+      // For a reload: the first record not yet handled.
       positions () {
         const out = {}
         for (const pk of pos.keys()) {
@@ -604,7 +590,7 @@ export function connect (url, options = {}) {
       add (ts, handler) {
         let ok, fail
         const ready = new Promise((resolve, reject) => { ok = resolve; fail = reject })
-        ready.catch(noop) // also emitted as an error event: a rejection nobody awaits is not a crash
+        ready.catch(noop) // also an error event: unawaited is no crash
         const s = {
           topics: ts,
           handler,
@@ -621,7 +607,7 @@ export function connect (url, options = {}) {
             if (!subs.delete(s)) return Promise.resolve()
             s.fail(err('closed', 'unsubscribed'))
             if (subs.size) return schedule()
-            if (feeds.get(key) === f) feeds.delete(key) // a subscribe from now on opens a new feed
+            if (feeds.get(key) === f) feeds.delete(key) // later subscribes open a new feed
             const l = f.line
             const bye = l.state === 'connected'
               ? l.request({ id: c.id(), t: 'topic', a: 'unsubscribe' }, o.requestTimeout).catch(noop)
@@ -654,7 +640,7 @@ export function connect (url, options = {}) {
     return f.add(ts, handler)
   }
 
-  // Page lifecycle, where those globals exist (browsers): every listener is removed by close().
+  // Page lifecycle, where those globals exist; close() removes the listeners.
   const win = o.window ?? globalThis.window
   const doc = o.document ?? globalThis.document
   const unlisten = []
@@ -663,7 +649,7 @@ export function connect (url, options = {}) {
     target.addEventListener(type, fn)
     unlisten.push(() => target.removeEventListener(type, fn))
   }
-  const lines = (m) => { for (const l of [main, ...[...feeds.values()].map((f) => f.line)]) l[m]() }
+  const lines = (m) => { for (const l of all()) l[m]() }
   listen(win, 'online', () => lines('wake'))
   listen(win, 'offline', () => lines('probe'))
   listen(doc, 'visibilitychange', () => (doc.visibilityState === 'hidden' ? save() : lines('wake')))
