@@ -63,7 +63,6 @@ function line (name, c, hooks = {}) {
   const o = c.o
   let ws = null
   let state = 'disconnected'
-  let opened = false
   let attempt = 0
   let suspended = false
   let retryTimer, connectTimer, pingTimer, probeTimer
@@ -89,7 +88,6 @@ function line (name, c, hooks = {}) {
     if (state === 'closed') return
     clearTimeout(retryTimer)
     suspended = false
-    opened = false
     set('connecting')
     let s
     try {
@@ -101,7 +99,6 @@ function line (name, c, hooks = {}) {
     connectTimer = setTimeout(() => { abandon(); down(1006, 'no open within connectTimeout') }, o.connectTimeout)
     s.onopen = () => {
       clearTimeout(connectTimer)
-      opened = true
       set('connected')
       alive()
       hooks.open?.()
@@ -124,7 +121,6 @@ function line (name, c, hooks = {}) {
 
   function down (code, reason) {
     ws = null
-    opened = false
     clearTimeout(connectTimer)
     clearTimeout(pingTimer)
     clearTimeout(probeTimer)
@@ -453,11 +449,12 @@ export function connect (url, options = {}) {
       f.line.request({ id: c.id(), t: 'topic', a: 'subscribe', p }, o.subscribeTimeout).then(() => {
         for (const s of subs) if (s.topics.every((t) => ts.includes(t))) s.ok()
       }, (e) => {
-        if (['cancelled', 'outcome_unknown', 'not_connected', 'closed'].includes(e.code)) return
-        // Refused: new subscriptions end; confirmed ones try again on a new socket, after a backoff.
+        // A reconnect subscribes again; a refusal ends new subscriptions; else a new socket after a backoff.
+        if (['cancelled', 'outcome_unknown', 'not_connected', 'closed', 'shutting_down'].includes(e.code)) return
+        const refused = !['timeout', 'kafka_unavailable', 'kafka_timeout'].includes(e.code)
         let dropped = false
         for (const s of subs) {
-          if (!s.confirmed && s.topics.some((t) => ts.includes(t))) {
+          if (refused && !s.confirmed && s.topics.some((t) => ts.includes(t))) {
             subs.delete(s)
             s.fail(e)
             dropped = true

@@ -255,3 +255,19 @@ test('the last unsubscribe sends unsubscribe and closes the socket', async (t) =
   await until(() => conn.ws.readyState === WebSocket.CLOSED, 2000, 'closed')
   assert.equal(client.state, 'connected')
 })
+
+test('a subscribe that times out is tried again on a new socket, its subscriptions kept', async (t) => {
+  let slow = true
+  const { client, server, errors } = await setup(t, { subscribeTimeout: 50 }, {
+    handle: (req, conn) => {
+      if (req.a !== 'subscribe' || !slow) return false
+      conn.subscribes.push(req.p)
+      return true
+    }
+  })
+  const sub = client.subscribe('orders', () => {}, { group: 'g' })
+  await until(() => errors.some((e) => e.code === 'timeout'), 2000, 'the timeout reported')
+  slow = false
+  await sub.ready
+  assert.equal(subConns(server).length, 2)
+})
