@@ -2,8 +2,12 @@
 // README's protocol (and the ping / assigned / subprotocol extensions) closely enough to drive the client.
 import { WebSocketServer, WebSocket } from 'ws'
 import { once } from 'node:events'
+import { test as nodeTest } from 'node:test'
 
 export { WebSocket }
+
+// node:test's test, with a deadline: however it is run (node --test test/), no test waits forever.
+export const test = (name, fn) => nodeTest(name, { timeout: 5000 }, fn)
 
 // Every wait of the tests is bounded: poll `pred` until it holds, or fail after `ms`.
 export async function until (pred, ms = 2000, what = 'condition') {

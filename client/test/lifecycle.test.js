@@ -1,7 +1,6 @@
-import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { connect } from '../wskafka.js'
-import { fakeServer, until, sleep, WebSocket } from './fake-server.js'
+import { fakeServer, until, sleep, WebSocket, test } from './fake-server.js'
 
 // A window or document stand-in that counts its listeners.
 function target (props = {}) {

@@ -1,7 +1,6 @@
-import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { backoff, connect } from '../wskafka.js'
-import { fakeServer, until, WebSocket } from './fake-server.js'
+import { fakeServer, until, WebSocket, test } from './fake-server.js'
 
 async function setup (t, opts = {}, serverOpts = {}) {
   const server = await fakeServer(serverOpts)

@@ -1,7 +1,6 @@
-import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { connect, fromBase64, toBase64 } from '../wskafka.js'
-import { fakeServer, until, sleep, WebSocket } from './fake-server.js'
+import { fakeServer, until, sleep, WebSocket, test } from './fake-server.js'
 
 // A client for tests: fast timers, the ws package's WebSocket (Node 20 has no global one), closed by t.after.
 async function setup (t, opts = {}, serverOpts = {}) {
