@@ -95,3 +95,21 @@ test('without window and document (Node) nothing is listened to', async (t) => {
   await until(() => client.state === 'connected')
   assert.equal(globalThis.window, undefined)
 })
+
+test('offline checks the open sockets with a ping', async (t) => {
+  const { server, window } = await setup(t, { pingInterval: 60000 })
+  window.fire('offline')
+  await until(() => server.requests().some((r) => r.t === 'ping'), 2000, 'a ping')
+})
+
+test('the client state is the worst of its sockets', async (t) => {
+  const { server, client } = await setup(t, { backoffBase: 60000, backoffMax: 60000, random: () => 0.5 })
+  const states = []
+  client.on('state', (s) => states.push(`${s.previous}>${s.state}`))
+  await client.subscribe('orders', () => {}).ready
+  assert.equal(client.state, 'connected')
+  server.conns.find((c) => c.subscribes.length).ws.close(1011)
+  await until(() => client.state === 'disconnected')
+  await client.ping() // the request socket is still up
+  assert.deepEqual(states, ['connected>connecting', 'connecting>connected', 'connected>disconnected'])
+})

@@ -174,3 +174,25 @@ test('after close(), requests reject with closed', async (t) => {
   await assert.rejects(client.health(), { code: 'closed' })
   assert.throws(() => client.subscribe('x', () => {}), { code: 'closed' })
 })
+
+test('requests made while the first attempt fails reject with not_connected', async (t) => {
+  const server = await fakeServer()
+  server.refuse = 403
+  const client = connect(server.url, { WebSocket, backoffBase: 5000, random: () => 0.5 })
+  t.after(async () => { client.close(); await server.close() })
+  await assert.rejects(client.health(), { code: 'not_connected' })
+  assert.equal(client.state, 'disconnected')
+})
+
+test('a WebSocket subclass sets headers for native clients (Node services)', async (t) => {
+  const server = await fakeServer()
+  let auth
+  server.verify = (req) => { auth = req.headers.authorization }
+  class AuthedWebSocket extends WebSocket {
+    constructor (url, protocols) { super(url, protocols, { headers: { Authorization: 'Bearer t0k3n' } }) }
+  }
+  const client = connect(server.url, { WebSocket: AuthedWebSocket })
+  t.after(async () => { client.close(); await server.close() })
+  await client.ping()
+  assert.equal(auth, 'Bearer t0k3n')
+})
