@@ -109,7 +109,11 @@ export interface Receipt {
   timestamp: number
 }
 
-/** A record as delivered: strings, or Uint8Array when the server marked it base64 (not UTF-8). */
+/**
+ * A record as delivered. When the server marks a record base64 (a value, key or header value that is not
+ * UTF-8), its value is a Uint8Array, and its key and header values are strings when their bytes are UTF-8,
+ * Uint8Array otherwise.
+ */
 export interface KafkaRecord {
   topic: string
   partition: number

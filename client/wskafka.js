@@ -3,6 +3,7 @@
 
 const te = new TextEncoder()
 const td = new TextDecoder()
+const utf8 = new TextDecoder('utf-8', { fatal: true })
 const noop = () => {}
 // client.state is the worst of its sockets'.
 const RANK = { connected: 0, connecting: 1, stalled: 2, disconnected: 3 }
@@ -312,11 +313,16 @@ function line (name, c, hooks = {}) {
 }
 
 function toRecord (n) {
+  // With enc, the value is bytes; a key or header value is text again when its bytes are UTF-8.
   const b64 = n.enc === 'base64'
   const dec = (v) => (b64 && typeof v === 'string' ? fromBase64(v) : v)
+  const text = (v) => {
+    const b = dec(v)
+    try { return b instanceof Uint8Array ? utf8.decode(b) : b } catch { return b }
+  }
   const headers = {}
-  for (const [k, v] of Object.entries(n.h ?? {})) headers[k] = dec(v)
-  return { topic: n.topic, partition: n.part, offset: n.offset, key: dec(n.k ?? null), headers, timestamp: n.ts, value: dec(n.p), id: n.id }
+  for (const [k, v] of Object.entries(n.h ?? {})) headers[k] = text(v)
+  return { topic: n.topic, partition: n.part, offset: n.offset, key: text(n.k ?? null), headers, timestamp: n.ts, value: dec(n.p), id: n.id }
 }
 
 function publishPayload (topic, value, opts = {}) {

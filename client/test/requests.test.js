@@ -141,11 +141,17 @@ test('binary values go base64 with enc, and come back as Uint8Array', async (t) 
   const sub = client.subscribe('bin', (r) => { got.push(r) })
   await sub.ready
   const conn = server.conns[1]
-  server.deliver(conn, [{ topic: 'bin', offset: 0, p: '/wCA', k: toBase64('k'), h: { x: toBase64('y') }, enc: 'base64' }])
-  await until(() => got.length === 1)
+  server.deliver(conn, [
+    { topic: 'bin', offset: 0, p: '/wCA', k: toBase64('k'), h: { x: toBase64('y') }, enc: 'base64' },
+    { topic: 'bin', offset: 1, p: toBase64('text'), k: '/w==', h: { x: '/g==' }, enc: 'base64' }
+  ])
+  await until(() => got.length === 2)
   assert.deepEqual(got[0].value, new Uint8Array([255, 0, 128]))
-  assert.deepEqual(got[0].key, new TextEncoder().encode('k'))
-  assert.deepEqual(got[0].headers, { x: new TextEncoder().encode('y') })
+  assert.equal(got[0].key, 'k', 'a UTF-8 key is text again')
+  assert.deepEqual(got[0].headers, { x: 'y' })
+  assert.deepEqual(got[1].value, new TextEncoder().encode('text'), 'with enc, a value is always bytes')
+  assert.deepEqual(got[1].key, new Uint8Array([255]))
+  assert.deepEqual(got[1].headers, { x: new Uint8Array([254]) })
 })
 
 test('send() is fire-and-forget; its failure is an error event', async (t) => {
