@@ -528,13 +528,12 @@ export function connect (url, options = {}) {
     function run (pk, e, rec) {
       e.st = 0
       e.rec = rec
-      let r
-      try {
-        r = Promise.all([...subs].filter((s) => s.topics.includes(rec.topic)).map((s) => s.handler(rec)))
-      } catch (x) {
-        r = Promise.reject(x)
-      }
-      r.then(() => handled(pk, e), (x) => {
+      // Each handler on its own: one that throws neither stops the others nor is acknowledged before them.
+      const hs = [...subs].filter((s) => s.topics.includes(rec.topic))
+      Promise.allSettled(hs.map((s) => new Promise((resolve) => resolve(s.handler(rec))))).then((rs) => {
+        const bad = rs.find((r) => r.status === 'rejected')
+        if (!bad) return handled(pk, e)
+        const x = bad.reason
         // At least once: not acknowledged (nor, acks being cumulative, what follows) until retry() or skip();
         // delivered again after a reconnect or a reload (seek).
         e.st = 2

@@ -270,3 +270,22 @@ test('a subscribe that times out is tried again on a new socket, its subscriptio
   await sub.ready
   assert.equal(subConns(server).length, 2)
 })
+
+test('handlers of one topic are isolated: a throwing one stops no other, and is reported once all have finished', async (t) => {
+  const { client, server, errors } = await setup(t)
+  let finish
+  const calls = []
+  await client.subscribe('orders', (r) => { calls.push('a'); throw new Error('a fails') }, { group: 'g', commit: 'client' }).ready
+  await client.subscribe('orders', (r) => { calls.push('b'); return new Promise((resolve) => { finish = resolve }) }, { group: 'g', commit: 'client' }).ready
+  const conn = subConns(server)[0]
+  server.deliver(conn, [{ topic: 'orders', offset: 0 }])
+  await until(() => finish)
+  assert.deepEqual(calls, ['a', 'b'])
+  await sleep(20)
+  assert.equal(errors.length, 0, 'reported once every handler has finished')
+  finish()
+  await until(() => errors.length === 1)
+  assert.equal(errors[0].cause.message, 'a fails')
+  errors[0].skip()
+  await until(() => conn.acks.length === 1)
+})
