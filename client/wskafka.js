@@ -141,7 +141,7 @@ function line (name, c, hooks = {}) {
     pending.clear()
     held = outbox.filter((e) => !e.post).concat(held)
     outbox = []
-      while (held.length > (state === 'closed' ? 0 : o.queue)) {
+    while (held.length > (state === 'closed' ? 0 : o.queue)) {
       settle(held.pop(), state === 'closed' ? err('closed', 'closed before it was sent') : refuse(`close code ${code}`))
     }
     if (state === 'closed') return

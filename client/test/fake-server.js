@@ -27,7 +27,11 @@ export async function fakeServer (opts = {}) {
     host: '127.0.0.1',
     port: 0,
     handleProtocols: (set) => (set.has('wskafka') ? 'wskafka' : false),
-    verifyClient: (info, cb) => { server.verify?.(info.req); server.refuse ? cb(false, server.refuse) : cb(true) }
+    verifyClient: (info, accept) => {
+      server.verify?.(info.req)
+      const ok = !server.refuse
+      accept(ok, server.refuse)
+    }
   })
   await once(wss, 'listening')
   let replyId = 0
