@@ -1,4 +1,29 @@
 // Types of @wskafka/client (hand-written; checked by test/types.test-d.ts).
+//
+// How the client behaves, in short:
+// - Sockets: one for requests, and one per (mode, group, commit) of the subscriptions (the protocol has one
+//   subscription per socket), all opened with the `wskafka` subprotocol. Each reconnects on its own: full-jitter
+//   exponential backoff from the first retry; 1001 and 1012 within [0, reconnectSoon); 1013 after tryLater +
+//   the backoff; 1009 rejects the requests of the last frame sent (`too_big`), never sent again. A server
+//   answer resets the backoff.
+// - Requests: a promise each, matched by refid, timed from when it is sent. Requests of one tick go out as one
+//   array frame (at most 1000, and maxFrameBytes). A request sent and unanswered when its socket closes
+//   rejects with `outcome_unknown` (never sent again by the library). While the socket opens, requests wait
+//   for it; while disconnected they reject with `not_connected`, unless `queue` keeps them.
+// - Heartbeat: a `ping` request after pingInterval without a frame; no answer within pingTimeout: `stalled`,
+//   then a new socket. Online, a page made visible, resumed or shown from the bfcache checks or reconnects at
+//   once; freeze and pagehide into the bfcache close the sockets until then.
+// - Subscriptions: every subscribe asks for delivery metadata and assignments. The client tracks, per
+//   partition, the next offset expected: records below it are dropped as duplicates, every reconnect
+//   resubscribes with `seek` there, and an `assigned` start above the offset asked for is a `gap` event
+//   (offset holes inside a stream are not). Partitions an `assigned` frame leaves out are forgotten.
+// - Handlers: called in delivery order without waiting for each other; a record counts as handled once every
+//   handler of its topic has returned or resolved. With commit 'client' each partition is acknowledged up to
+//   its last record handled with nothing unhandled before it. A handler that throws or rejects is reported as
+//   an `error` event (`handler_failed`, with retry() and skip()); the record is not acknowledged, nor anything
+//   after it in its partition, until one of those; a reconnect or a reload delivers it again (seek).
+// - persist: per partition, the first record not yet handled, written at most once a second, on pagehide,
+//   on a hidden page and on close(); a reload resumes there (at least once).
 
 /** A client's state: the worst of its sockets' (one for requests, one per subscription feed). */
 export type State = 'connecting' | 'connected' | 'stalled' | 'disconnected' | 'closed'
