@@ -113,3 +113,20 @@ test('the client state is the worst of its sockets', async (t) => {
   await client.ping() // the request socket is still up
   assert.deepEqual(states, ['connected>connecting', 'connecting>connected', 'connected>disconnected'])
 })
+
+test('positions are saved when the page is hidden or unloads', async (t) => {
+  const store = new Map()
+  const storage = { getItem: (k) => store.get(k) ?? null, setItem: (k, v) => store.set(k, v) }
+  const { server, client, window, document } = await setup(t, { persist: 'p', storage })
+  await client.subscribe('orders', () => {}).ready
+  server.deliver(server.conns.find((c) => c.subscribes.length), [{ topic: 'orders', offset: 3 }])
+  await until(() => client.positions()[Object.keys(client.positions())[0]]?.orders?.[0] === 4)
+  assert.equal(store.get('p'), undefined, 'not yet: saves are spaced')
+  document.visibilityState = 'hidden'
+  document.fire('visibilitychange')
+  assert.deepEqual(Object.values(JSON.parse(store.get('p'))), [{ orders: { 0: 4 } }])
+  store.clear()
+  window.fire('pagehide', { persisted: false })
+  assert.deepEqual(Object.values(JSON.parse(store.get('p'))), [{ orders: { 0: 4 } }])
+  assert.equal(client.state, 'connected', 'an unload that is not the bfcache closes nothing itself')
+})

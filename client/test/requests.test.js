@@ -202,3 +202,12 @@ test('a WebSocket subclass sets headers for native clients (Node services)', asy
   await client.ping()
   assert.equal(auth, 'Bearer t0k3n')
 })
+
+test('send() while disconnected is reported as an error event', async (t) => {
+  const { client, server, errors } = await setup(t, { backoffBase: 5000, backoffMax: 5000, random: () => 0.5 })
+  server.conns[0].ws.close(1011)
+  await until(() => client.state === 'disconnected')
+  client.send('orders', 'lost')
+  assert.equal(errors.length, 1)
+  assert.equal(errors[0].code, 'not_connected')
+})
