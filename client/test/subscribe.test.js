@@ -275,17 +275,29 @@ test('handlers of one topic are isolated: a throwing one stops no other, and is 
   const { client, server, errors } = await setup(t)
   let finish
   const calls = []
-  await client.subscribe('orders', (r) => { calls.push('a'); throw new Error('a fails') }, { group: 'g', commit: 'client' }).ready
-  await client.subscribe('orders', (r) => { calls.push('b'); return new Promise((resolve) => { finish = resolve }) }, { group: 'g', commit: 'client' }).ready
+  await client.subscribe('orders', (r) => {
+    calls.push(`a${r.offset}`)
+    if (r.offset === 0) throw new Error('a fails')
+  }, { group: 'g', commit: 'client' }).ready
+  await client.subscribe('orders', (r) => {
+    calls.push(`b${r.offset}`)
+    if (r.offset === 1) throw new Error('b fails')
+    return new Promise((resolve) => { finish = resolve })
+  }, { group: 'g', commit: 'client' }).ready
   const conn = subConns(server)[0]
   server.deliver(conn, [{ topic: 'orders', offset: 0 }])
   await until(() => finish)
-  assert.deepEqual(calls, ['a', 'b'])
+  assert.deepEqual(calls, ['a0', 'b0'])
   await sleep(20)
   assert.equal(errors.length, 0, 'reported once every handler has finished')
   finish()
   await until(() => errors.length === 1)
   assert.equal(errors[0].cause.message, 'a fails')
+  server.deliver(conn, [{ topic: 'orders', offset: 1 }])
+  await until(() => errors.length === 2)
+  assert.equal(errors[1].cause.message, 'b fails', 'the second handler failing counts too')
   errors[0].skip()
+  errors[1].skip()
   await until(() => conn.acks.length === 1)
+  assert.deepEqual(conn.acks, [{ t: 'orders', part: 0, offset: 1 }])
 })
