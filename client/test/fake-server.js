@@ -2,6 +2,7 @@
 // README's protocol (and the ping / assigned / subprotocol extensions) closely enough to drive the client.
 import { WebSocketServer, WebSocket } from 'ws'
 import { once } from 'node:events'
+import { createServer } from 'node:http'
 import { test as nodeTest } from 'node:test'
 
 export { WebSocket }
@@ -23,9 +24,13 @@ export async function until (pred, ms = 2000, what = 'condition') {
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
 export async function fakeServer (opts = {}) {
+  // Plain HTTP serves `files` (path → [content type, body]), for pages of the browser test.
+  const http = createServer((req, res) => {
+    const f = server.files[new URL(req.url, 'http://x').pathname]
+    res.writeHead(f ? 200 : 404, { 'content-type': f?.[0] ?? 'text/plain' }).end(f?.[1] ?? 'not found')
+  })
   const wss = new WebSocketServer({
-    host: '127.0.0.1',
-    port: 0,
+    server: http,
     handleProtocols: (set) => (set.has('wskafka') ? 'wskafka' : false),
     verifyClient: (info, accept) => {
       server.verify?.(info.req)
@@ -33,11 +38,14 @@ export async function fakeServer (opts = {}) {
       accept(ok, server.refuse)
     }
   })
-  await once(wss, 'listening')
+  http.listen(0, '127.0.0.1')
+  await once(http, 'listening')
   let replyId = 0
   let offset = 0
   const server = {
-    url: `ws://127.0.0.1:${wss.address().port}`,
+    url: `ws://127.0.0.1:${http.address().port}/ws`,
+    http: `http://127.0.0.1:${http.address().port}`,
+    files: {},
     conns: [],
     refuse: 0, // an HTTP status: refuse upgrades (the client sees 1006)
     silent: false, // read, never answer (a socket that looks open after a laptop sleeps)
@@ -59,7 +67,8 @@ export async function fakeServer (opts = {}) {
     requests: () => server.conns.flatMap((c) => c.requests),
     close: () => new Promise((resolve) => {
       for (const c of server.conns) c.ws.terminate()
-      wss.close(resolve)
+      wss.close()
+      http.close(resolve)
     })
   }
 
