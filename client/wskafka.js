@@ -68,7 +68,7 @@ function line (name, c, hooks = {}) {
   let suspended = false
   let retryTimer, connectTimer, pingTimer, probeTimer
   const pending = new Map() // id → request sent, not yet answered
-  let outbox = [] // this tick's, for flush()
+  let outbox = []
   let held = [] // waiting for an open socket (the offline queue)
   let lastFrame = []
   let lastBytes = 0
@@ -285,7 +285,6 @@ function line (name, c, hooks = {}) {
       schedule()
     },
     probe,
-    // Online, visible, resumed: check an open socket, or connect now.
     wake () {
       if (state === 'connected') probe()
       else if (state === 'disconnected') open()
@@ -421,7 +420,6 @@ export function connect (url, options = {}) {
       for (const [part, next] of Object.entries(parts)) pos.set(pkey(t, part), next)
     }
     const topics = () => [...new Set([...subs].flatMap((s) => s.topics))]
-    // Resume at the first failed record, else the next expected.
     const resumeAt = (pk) => inflight.get(pk)?.find((e) => e.st === 2)?.offset ?? pos.get(pk)
 
     function subscribeNow () {
@@ -580,7 +578,6 @@ export function connect (url, options = {}) {
     const f = {
       key,
       line: undefined,
-      // For a reload: the first record not yet handled.
       positions () {
         const out = {}
         for (const pk of pos.keys()) {
