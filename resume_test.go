@@ -154,3 +154,24 @@ func TestRefusalInBand(t *testing.T) {
 		t.Fatalf("without the subprotocol: got %v, %v; want 503", resp, err)
 	}
 }
+
+// With seek and from together, the partitions seek names start there, the others where from says.
+func TestBroadcastSeekWithFrom(t *testing.T) {
+	srv := startServer(t, serverOptions{handler: atOnce})
+	topic := topicName(t)
+	createTopicPartitions(t, 2, topic)
+	pub := dial(t, srv.url)
+	publishTo(t, pub, topic, 0, 0, 3)
+	publishTo(t, pub, topic, 1, 0, 3)
+	c := dial(t, srv.url)
+	succeeded(t, "subscribe", c.request(`{"id":1,"t":"topic","a":"subscribe","p":{"t":["`+topic+`"],"mode":"broadcast","meta":true,"assignments":true,"from":"earliest","seek":{"`+topic+`":{"1":2}}}}`, "1"))
+	if got, want := c.nextAssigned().P, (map[string]map[string]int64{topic: {"0": 0, "1": 2}}); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("assigned %v, want %v", got, want)
+	}
+	got := values(decodeElements(t, c.elements(4)))
+	slices.Sort(got)
+	if want := []string{"0-0", "0-1", "0-2", "1-2"}; !slices.Equal(got, want) {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	c.quiet(300 * time.Millisecond)
+}

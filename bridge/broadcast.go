@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -474,25 +475,32 @@ func newBroadcastSubscription(ctx context.Context, s *Session, opts subscribeOpt
 	return sub, nil
 }
 
-// seekStarts sets the start of each partition p.seek names: the offset asked for, within what the partition
-// holds (an offset below its first is gone, so the client can tell the gap from the assigned frame).
+// seekStarts sets where each partition of topic starts for a subscription with p.seek: a partition it names at
+// the offset asked for, within what the partition holds (an offset below its first is gone, so the client can
+// tell the gap from the assigned frame); the others where p.from says, or where the shared stream stands.
 func (sub *broadcastSubscription) seekStarts(ctx context.Context, topic string, seek map[int32]int64) error {
-	starts := sub.starts[topic]
-	ids := make([]int, 0, len(seek))
-	for p := range seek {
-		if _, ok := starts[int(p)]; ok {
-			ids = append(ids, int(p))
-		}
-	}
-	if len(ids) == 0 {
-		return nil
-	}
-	marks, err := sub.session.hub.kafka.Watermarks(ctx, topic, ids)
+	kafka, starts := sub.session.hub.kafka, sub.starts[topic]
+	ids := slices.Sorted(maps.Keys(starts))
+	marks, err := kafka.Watermarks(ctx, topic, ids)
 	if err != nil {
 		return err
 	}
+	var atTime map[int]int64
+	if !sub.opts.startTime.IsZero() {
+		if atTime, err = kafka.OffsetsAt(ctx, topic, ids, sub.opts.startTime); err != nil {
+			return err
+		}
+	}
 	for _, p := range ids {
-		starts[p] = min(max(seek[int32(p)], marks[p].Low), marks[p].High)
+		offset, sought := seek[int32(p)]
+		switch {
+		case sought:
+			starts[p] = min(max(offset, marks[p].Low), marks[p].High)
+		case atTime != nil:
+			starts[p] = atTime[p]
+		case sub.opts.startOffset == FirstOffset:
+			starts[p] = marks[p].Low
+		}
 	}
 	return nil
 }
@@ -523,28 +531,35 @@ func (sub *broadcastSubscription) release() {
 // there would come at once.
 const catchUpIdle = 2 * time.Second
 
+// catchUpWait is how long a member waits, before it looks again, for the shared stream to reach a partition it
+// starts ahead of (it has seen more of it than the stream has delivered, say on another Caddy instance).
+const catchUpWait = 20 * time.Millisecond
+
 // catchUp delivers a member's partitions from its own offsets up to where the shared stream stands, and joins the
-// stream between two of its batches once nothing is left below: no record is missed or delivered twice, and the
-// socket's own reads end. A failed read closes the socket with 1013 (try again later), so the client resumes
-// rather than silently skipping.
+// stream between two of its batches once every partition is exactly there: no record is missed or delivered
+// twice, and the socket's own reads end. A failed read closes the socket with 1013 (try again later), so the
+// client resumes rather than silently skipping.
 func (sub *broadcastSubscription) catchUp(ctx context.Context, st *stream, m *member, caught map[int]int64) {
 	s := sub.session
 	for ctx.Err() == nil {
 		st.mu.Lock()
-		targets := make(map[int]int64)
+		behind, ahead := make(map[int]int64), false
 		for p, next := range st.next {
-			if caught[p] < next {
-				targets[p] = next
+			switch {
+			case caught[p] < next:
+				behind[p] = next
+			case caught[p] > next:
+				ahead = true
 			}
 		}
-		if len(targets) == 0 {
+		if len(behind) == 0 && !ahead {
 			m.joined = true
 			st.mu.Unlock()
 			m.release(st.key.topic)
 			return
 		}
 		st.mu.Unlock()
-		for p, target := range targets {
+		for p, target := range behind {
 			if err := sub.readUpTo(ctx, st, p, caught[p], target); err != nil {
 				if ctx.Err() == nil {
 					s.logger.Warn("catching up a broadcast subscription", zap.String("topic", st.key.topic), zap.Int("partition", p), zap.Error(err))
@@ -553,6 +568,12 @@ func (sub *broadcastSubscription) catchUp(ctx context.Context, st *stream, m *me
 				return
 			}
 			caught[p] = target
+		}
+		if len(behind) == 0 {
+			select {
+			case <-time.After(catchUpWait):
+			case <-ctx.Done():
+			}
 		}
 	}
 }

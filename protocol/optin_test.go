@@ -222,7 +222,6 @@ func TestDecodeOptInRejects(t *testing.T) {
 		{"subscribe mq_interval beyond a Duration", sub + `"mq_interval":9223372036855}}`, CodeInvalidPayload, "p.mq_interval must be an integer number of ms ≥ 0"},
 		{"subscribe broadcast with a group", sub + `"mode":"broadcast","consumer_group":"g"}}`, CodeInvalidPayload, `p.consumer_group cannot be used with p.mode "broadcast": a broadcast subscription joins no group`},
 		{"subscribe broadcast with client commit", sub + `"mode":"broadcast","commit":"client"}}`, CodeInvalidPayload, `p.commit "client" cannot be used with p.mode "broadcast": a broadcast subscription has no group to commit offsets to`},
-		{"subscribe broadcast with seek and from", sub + `"mode":"broadcast","from":"earliest","seek":{}}}`, CodeInvalidPayload, `p.seek and p.from cannot be used together with p.mode "broadcast": the partitions p.seek does not name start from now`},
 		{"subscribe t checked before options", `{"id":1,"t":"topic","a":"subscribe","p":{"mode":"x"}}`, CodeInvalidPayload, "p.t is missing"},
 
 		{"ack p missing", `{"id":1,"t":"notif","a":"ack"}`, CodeInvalidPayload, "p is missing"},

@@ -551,8 +551,6 @@ func decodeSubscribe(frame []byte, env *envelope, req *Request) *Error {
 			return errorf(CodeInvalidPayload, `p.consumer_group cannot be used with p.mode "broadcast": a broadcast subscription joins no group`)
 		case sub.ClientCommit:
 			return errorf(CodeInvalidPayload, `p.commit "client" cannot be used with p.mode "broadcast": a broadcast subscription has no group to commit offsets to`)
-		case seekGiven && sub.From.Kind != FromDefault:
-			return errorf(CodeInvalidPayload, `p.seek and p.from cannot be used together with p.mode "broadcast": the partitions p.seek does not name start from now`)
 		}
 	}
 	req.Subscribe = sub
