@@ -52,8 +52,12 @@ type KafkaGo struct {
 	cfg       KafkaConfig
 	logger    *zap.Logger
 	transport *transport
-	producer  *producer
-	security  *security
+	// groups carries every group member's requests. kafka-go's Transport keeps a pool per address, each refreshing
+	// the cluster's metadata every few seconds, so members share pools rather than each holding its own; a
+	// JoinGroup waiting out a rebalance holds one connection, and other requests take or dial another.
+	groups   *transport
+	producer *producer
+	security *security
 }
 
 // NewKafkaGo builds the clients. It does not dial: connections open on first use, so a config loads without a
@@ -74,7 +78,7 @@ func NewKafkaGo(cfg KafkaConfig, logger *zap.Logger) (*KafkaGo, error) {
 		return nil, err
 	}
 	k := &KafkaGo{cfg: cfg, logger: logger, security: sec}
-	k.transport = k.newTransport()
+	k.transport, k.groups = k.newTransport(), k.newTransport()
 	addr := kafka.TCP(cfg.Brokers...)
 	k.producer = &producer{
 		client:      &kafka.Client{Addr: addr, Transport: k.transport, Timeout: cfg.AckTimeout},
@@ -93,6 +97,7 @@ func NewKafkaGo(cfg KafkaConfig, logger *zap.Logger) (*KafkaGo, error) {
 // Destruct closes the clients; it is called when the last handler using them is cleaned up.
 func (k *KafkaGo) Destruct() error {
 	k.transport.CloseIdleConnections()
+	k.groups.CloseIdleConnections()
 	return nil
 }
 

@@ -28,8 +28,8 @@ import (
 // OffsetCommit, LeaveGroup), spoken with kafka-go's protocol-level messages.
 //
 // kafka-go's ConsumerGroup does not survive a coordinator restart well: a failed heartbeat ends the generation
-// (consumergroup.go:486-489 in v0.4.51), and every error while joining again except RebalanceInProgress drops the
-// member id (consumergroup.go:745-755; joinGroup returns "" on any error, consumergroup.go:945). After a broker
+// (consumergroup.go:486-488 in v0.4.51), and every error while joining again except RebalanceInProgress drops the
+// member id (consumergroup.go:747-756; joinGroup returns "" on any error, consumergroup.go:945). After a broker
 // restart the coordinator reloads the group from __consumer_offsets with the old member in it, so the member
 // that joins anew waits for the old one's session to expire: a whole session timeout without records.
 //
@@ -37,8 +37,9 @@ import (
 // pauses: a coordinator that reloaded the group accepts the old generation's heartbeats and commits, so the
 // partitions never change hands. Only the coordinator ends a generation (REBALANCE_IN_PROGRESS,
 // ILLEGAL_GENERATION), and only it forgets the member (UNKNOWN_MEMBER_ID, FENCED_INSTANCE_ID); any other rejoin
-// keeps the member id, which the coordinator recognizes at once. The Java consumer likewise only marks the
-// coordinator unknown when its session passes without a successful heartbeat (KIP-62).
+// keeps the member id, which the coordinator recognizes at once. The Java consumer behaves alike: a session that
+// passes without an answered heartbeat only makes it look the coordinator up again (AbstractCoordinator's
+// heartbeat thread); its partitions are lost only when the coordinator says so.
 //
 // No group.instance.id (KIP-345): each subscription is its own member and a reconnecting socket is a new one, so
 // static membership would save nothing that the kept member id does not, and two sockets given one instance id
@@ -48,7 +49,7 @@ type groupMember struct {
 	group     string
 	topics    []string
 	balancers []kafka.GroupBalancer
-	transport *transport // the member's own: a JoinGroup waits up to the rebalance timeout on its connection
+	transport *transport // KafkaGo.groups
 	logger    *zap.Logger
 
 	ctx    context.Context // ends with Close
@@ -85,7 +86,7 @@ func newGroupMember(k *KafkaGo, groupID string, topics []string, balancers []kaf
 		group:     groupID,
 		topics:    topics,
 		balancers: balancers,
-		transport: k.newTransport(),
+		transport: k.groups,
 		logger:    k.logger.With(zap.String("group", groupID)),
 		ctx:       ctx,
 		cancel:    cancel,
@@ -115,7 +116,6 @@ func (m *groupMember) Next(ctx context.Context) (Generation, error) {
 func (m *groupMember) Close() error {
 	m.cancel()
 	<-m.done
-	m.transport.CloseIdleConnections()
 	return m.leave
 }
 
@@ -537,8 +537,9 @@ func decodeAssignment(b []byte) (map[string][]int, error) {
 }
 
 // heartbeatRequest is a Heartbeat whose response is read here. kafka-go v0.4.51 declares the response's fields
-// in the wrong order (protocol/heartbeat: ErrorCode before ThrottleTimeMs, which comes first from version 1 on),
-// so through it every heartbeat answers "no error" and a member never learns that a rebalance started.
+// in the wrong order (protocol/heartbeat/heartbeat.go:30-31: ErrorCode before ThrottleTimeMs, which comes first
+// from version 1 on), so through it every heartbeat answers "no error" and a member never learns that a rebalance
+// started.
 type heartbeatRequest struct {
 	heartbeat.Request
 	clientID string
