@@ -674,8 +674,9 @@ func (g *generation) end() {
 }
 
 // Commit implements Generation. It is valid until the member rejoins, so also from a function of the generation
-// that is returning because the generation ended; a coordinator that does not answer is asked again within the
-// request timeout.
+// that is returning because the generation ended. It never waits for a coordinator that does not answer: the
+// deliverer commits between frames, and a failed commit only leaves offsets for a later one (or the partitions'
+// next owner).
 func (g *generation) Commit(offsets map[string]map[int]int64) error {
 	req := &offsetcommit.Request{GroupID: g.m.group, GenerationID: g.id, MemberID: g.memberID}
 	for topic, parts := range offsets {
@@ -695,19 +696,12 @@ func (g *generation) Commit(offsets map[string]map[int]int64) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), g.m.k.cfg.RequestTimeout)
 	defer cancel()
-	pause := groupRetryMin
-	for {
-		err := g.commit(ctx, req)
-		if err == nil || !coordinatorTrouble(err) || ctx.Err() != nil {
-			return err
-		}
-		select {
-		case <-time.After(pause):
-			pause = min(2*pause, groupRetryMax)
-		case <-ctx.Done():
-			return err
-		}
+	err := g.commit(ctx, req)
+	if coordinatorTrouble(err) && !errors.Is(err, kafka.GroupLoadInProgress) && ctx.Err() == nil {
+		// The coordinator may have moved: once more, to where the cluster now says it is.
+		err = g.commit(ctx, req)
 	}
+	return err
 }
 
 func (g *generation) commit(ctx context.Context, req *offsetcommit.Request) error {

@@ -255,6 +255,68 @@ func TestGroupMembersSplitAndHandOverPartitions(t *testing.T) {
 	}
 }
 
+// A commit is sent once, and once more when the coordinator seems to have moved, but never waits for a
+// coordinator to come back: the deliverer commits between frames, and records must keep flowing meanwhile.
+func TestGenerationCommitDoesNotWaitForCoordinator(t *testing.T) {
+	tests := []struct {
+		name     string
+		code     int16 // the answer to every refused commit; 0 closes the connection instead
+		refusals int32 // commits refused before the broker answers
+		refused  int32 // commits that reach the broker to be refused
+		fails    bool
+	}{
+		{name: "answered"},
+		{name: "not coordinator, then answered", code: int16(kafka.NotCoordinatorForGroup), refusals: 1, refused: 1},
+		{name: "connection closed, then answered", refusals: 1, refused: 1},
+		{name: "connection always closed", refusals: 1 << 20, refused: 2, fails: true},
+		{name: "coordinator loading", code: int16(kafka.GroupLoadInProgress), refusals: 1 << 20, refused: 1, fails: true},
+		{name: "rebalance in progress", code: int16(kafka.RebalanceInProgress), refusals: 1 << 20, refused: 1, fails: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "orders"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cluster.Close()
+			k := newGroupTestKafka(t, cluster.ListenAddrs())
+			m := k.JoinGroup("billing", []string{"orders"})
+			defer m.Close()
+			gen := nextGeneration(t, m).gen
+
+			var refused atomic.Int32
+			cluster.ControlKey(int16(kmsg.OffsetCommit), func(req kmsg.Request) (kmsg.Response, error, bool) {
+				cluster.KeepControl()
+				if refused.Load() >= tt.refusals {
+					return nil, nil, false
+				}
+				refused.Add(1)
+				if tt.code == 0 {
+					return nil, errors.New("dropped"), true
+				}
+				res := req.ResponseKind().(*kmsg.OffsetCommitResponse)
+				for _, rt := range req.(*kmsg.OffsetCommitRequest).Topics {
+					t := kmsg.OffsetCommitResponseTopic{Topic: rt.Topic}
+					for _, rp := range rt.Partitions {
+						t.Partitions = append(t.Partitions, kmsg.OffsetCommitResponseTopicPartition{Partition: rp.Partition, ErrorCode: tt.code})
+					}
+					res.Topics = append(res.Topics, t)
+				}
+				return res, nil, true
+			})
+			err = gen.Commit(map[string]map[int]int64{"orders": {0: 5}})
+			switch {
+			case tt.fails && err == nil:
+				t.Fatal("got a commit, want an error")
+			case !tt.fails && err != nil:
+				t.Fatalf("got %v, want a commit", err)
+			case refused.Load() != tt.refused:
+				t.Fatalf("got %d refused attempts, want %d", refused.Load(), tt.refused)
+			}
+		})
+	}
+}
+
 // Members of this implementation and kafka-go's ConsumerGroup (an older wskafka, during a rolling upgrade) share
 // a group, whichever of them leads it.
 func TestGroupMemberSharesGroupWithKafkaGoConsumerGroup(t *testing.T) {
@@ -316,11 +378,11 @@ func TestGroupMemberSharesGroupWithKafkaGoConsumerGroup(t *testing.T) {
 			}
 			defer m.Close()
 			deadline := time.Now().Add(groupTestTimeout)
+			var mine []int // of the latest generation
 			for {
-				ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+				ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 				gen, err := m.Next(ctx)
 				cancel()
-				var mine []int
 				if err == nil {
 					mine = partitionsOf(gen.(*generation), topic)
 					gen.Start(func(ctx context.Context) { <-ctx.Done() })
