@@ -51,10 +51,13 @@ var (
 type KafkaGo struct {
 	cfg       KafkaConfig
 	logger    *zap.Logger
-	dialer    *kafka.Dialer
 	transport *transport
-	producer  *producer
-	security  *security
+	// groups carries every group member's requests. kafka-go's Transport keeps a pool per address, each refreshing
+	// the cluster's metadata every few seconds, so members share pools rather than each holding its own; a
+	// JoinGroup waiting out a rebalance holds one connection, and other requests take or dial another.
+	groups   *transport
+	producer *producer
+	security *security
 }
 
 // NewKafkaGo builds the clients. It does not dial: connections open on first use, so a config loads without a
@@ -75,7 +78,7 @@ func NewKafkaGo(cfg KafkaConfig, logger *zap.Logger) (*KafkaGo, error) {
 		return nil, err
 	}
 	k := &KafkaGo{cfg: cfg, logger: logger, security: sec}
-	k.dialer, k.transport = k.newDialer(), k.newTransport()
+	k.transport, k.groups = k.newTransport(), k.newTransport()
 	addr := kafka.TCP(cfg.Brokers...)
 	k.producer = &producer{
 		client:      &kafka.Client{Addr: addr, Transport: k.transport, Timeout: cfg.AckTimeout},
@@ -94,13 +97,8 @@ func NewKafkaGo(cfg KafkaConfig, logger *zap.Logger) (*KafkaGo, error) {
 // Destruct closes the clients; it is called when the last handler using them is cleaned up.
 func (k *KafkaGo) Destruct() error {
 	k.transport.CloseIdleConnections()
+	k.groups.CloseIdleConnections()
 	return nil
-}
-
-func (k *KafkaGo) logError(component string) func(string, ...any) {
-	return func(format string, args ...any) {
-		k.logger.Debug("kafka client", zap.String("component", component), zap.String("detail", fmt.Sprintf(format, args...)))
-	}
 }
 
 // Produce implements Producer.
@@ -344,25 +342,7 @@ func (k *KafkaGo) JoinGroup(groupID string, topics []string) GroupMember {
 			balancers = append(balancers, kafka.RoundRobinGroupBalancer{})
 		}
 	}
-	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
-		ID:                groupID,
-		Brokers:           k.cfg.Brokers,
-		Dialer:            k.dialer,
-		Topics:            topics,
-		GroupBalancers:    balancers,
-		HeartbeatInterval: k.cfg.HeartbeatInterval,
-		SessionTimeout:    k.cfg.SessionTimeout,
-		RebalanceTimeout:  k.cfg.RebalanceTimeout,
-		JoinGroupBackoff:  time.Second,
-		// The bridge resolves missing offsets itself (Subscription.startOffsets), so it needs to see them as such.
-		StartOffset: LastOffset,
-		Timeout:     k.cfg.RequestTimeout,
-		ErrorLogger: kafka.LoggerFunc(k.logError("consumer group " + groupID)),
-	})
-	if err != nil {
-		return failedGroup{err}
-	}
-	return kafkaGoGroup{group}
+	return newGroupMember(k, groupID, topics, balancers)
 }
 
 // ReadPartition implements Consumers.
@@ -410,44 +390,6 @@ func (b *keyedBalancer) Balance(msg kafka.Message, partitions ...int) int {
 	}
 	return b.keyed.Balance(msg, partitions...)
 }
-
-type kafkaGoGroup struct{ group *kafka.ConsumerGroup }
-
-func (g kafkaGoGroup) Next(ctx context.Context) (Generation, error) {
-	gen, err := g.group.Next(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return kafkaGoGeneration{gen}, nil
-}
-
-func (g kafkaGoGroup) Close() error { return g.group.Close() }
-
-type kafkaGoGeneration struct{ gen *kafka.Generation }
-
-func (g kafkaGoGeneration) Assignments() map[string]map[int]int64 {
-	out := make(map[string]map[int]int64, len(g.gen.Assignments))
-	for topic, parts := range g.gen.Assignments {
-		offsets := make(map[int]int64, len(parts))
-		for _, p := range parts {
-			offsets[p.ID] = p.Offset
-		}
-		out[topic] = offsets
-	}
-	return out
-}
-
-func (g kafkaGoGeneration) Start(fn func(ctx context.Context)) { g.gen.Start(fn) }
-
-func (g kafkaGoGeneration) Commit(offsets map[string]map[int]int64) error {
-	return g.gen.CommitOffsets(offsets)
-}
-
-// failedGroup reports a construction error on first use, where the caller handles errors anyway.
-type failedGroup struct{ err error }
-
-func (g failedGroup) Next(context.Context) (Generation, error) { return nil, g.err }
-func (g failedGroup) Close() error                             { return nil }
 
 // Interface guards
 var (

@@ -174,19 +174,8 @@ func newSecurity(cfg KafkaConfig, logger *zap.Logger) (*security, error) {
 	return s, nil
 }
 
-// newDialer returns the Dialer of consumer groups, with the cluster's TLS and SASL settings.
-func (k *KafkaGo) newDialer() *kafka.Dialer {
-	return &kafka.Dialer{
-		ClientID:      k.cfg.ClientID,
-		Timeout:       k.cfg.ConnectTimeout,
-		DualStack:     true,
-		TLS:           k.security.tls,
-		SASLMechanism: k.security.sasl,
-	}
-}
-
-// newTransport returns a Transport (the Writer's, an admin Client's, a fetcher's) with the cluster's TLS and SASL
-// settings; kafka-go configures its Dialer and its Transport apart, so both are built here from one config.
+// newTransport returns a Transport (the Writer's, an admin Client's, a fetcher's, a group member's) with the
+// cluster's TLS and SASL settings.
 func (k *KafkaGo) newTransport() *transport {
 	return &transport{
 		Transport: &kafka.Transport{

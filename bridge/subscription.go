@@ -70,8 +70,8 @@ func (sub *Subscription) topics() []string { return sub.opts.topics }
 
 func (sub *Subscription) start() { go sub.run() }
 
-// stop ends the subscription and waits for it to leave its group, at most for timeout (kafka-go's group close can
-// otherwise take its full session timeout, segmentio/kafka-go#428).
+// stop ends the subscription and waits for it to leave its group, at most for timeout (the generation's last
+// commit and the LeaveGroup each wait up to request_timeout for a coordinator that does not answer).
 func (sub *Subscription) stop(timeout time.Duration) {
 	sub.cancel()
 	select {
@@ -125,7 +125,7 @@ func (sub *Subscription) run() {
 		metrics.rebalances.Inc()
 		offsets, err := sub.startOffsets(ctx, gen, !replied)
 		if err != nil {
-			// Leaving the generation makes kafka-go rejoin; the next generation tries again.
+			// Leaving the generation makes the member rejoin; the next generation tries again.
 			sub.logger.Warn("resolving start offsets", zap.Error(err))
 			lastErr = err
 			gen.Start(func(context.Context) {})
@@ -239,7 +239,7 @@ func (sub *Subscription) runGeneration(gen Generation, offsets map[string]map[in
 }
 
 // readPartition feeds one partition's records to the deliverer until the generation ends. A reader error ends
-// this function, and with it the generation: kafka-go then rejoins and the next generation starts afresh from
+// this function, and with it the generation: the member then rejoins and the next generation starts afresh from
 // the committed offsets.
 func (sub *Subscription) readPartition(ctx context.Context, topic string, partition int, offset int64, records chan<- Record, fetched *byteBudget) {
 	hub := sub.session.hub
