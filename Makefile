@@ -2,7 +2,7 @@
 GO       ?= go
 PACKAGES  = $(shell $(GO) list ./... | grep -v /e2e)
 
-.PHONY: build run test test-fast test-kafka test-e2e vet fuzz e2e-deps kafka-up kafka-down clean bench
+.PHONY: build run test test-fast test-kafka test-e2e test-client vet fuzz e2e-deps kafka-up kafka-down clean bench
 
 build:
 	$(GO) build -o caddy ./cmd/caddy
@@ -27,7 +27,13 @@ test-kafka:
 test-e2e: e2e-deps
 	$(GO) test -count=1 -timeout 20m ./e2e/
 
-test: test-fast test-kafka test-e2e
+# The JavaScript client library: unit tests against a fake server, the type test, the size budget, and the browser
+# test in headless Chromium (skipped without /usr/bin/chromium; .ci/run installs it). Its live tests against the real
+# binary run in the end-to-end suite (TestClientLibrary).
+test-client:
+	cd client && npm ci --no-audit --no-fund --loglevel=error && npm test && npm run typecheck && npm run size && npm run test:browser
+
+test: test-fast test-kafka test-e2e test-client
 
 # A bounded run of every protocol fuzz target; crashers land in protocol/testdata/fuzz and become regression cases.
 FUZZTIME ?= 20s
@@ -47,6 +53,7 @@ bench: build
 
 e2e-deps:
 	@if [ -f e2e/node/package.json ]; then cd e2e/node && npm ci --no-audit --no-fund --loglevel=error; fi
+	cd client && npm ci --no-audit --no-fund --loglevel=error
 
 kafka-up:
 	@scripts/kafka up
