@@ -84,6 +84,7 @@ type faultCounts struct {
 	Duplicated int // values Kafka holds more than once
 	Unknown    int // records in Kafka that no client wrote whole (a write that failed half way)
 	lostFirst  []string
+	lostBy     map[string]int // publisher socket → publishes lost
 	failedBy   map[string]int
 }
 
@@ -96,7 +97,7 @@ func (f faultCounts) String() string {
 		s += fmt.Sprintf(", refusals by code %v", f.failedBy)
 	}
 	if len(f.lostFirst) > 0 {
-		s += fmt.Sprintf(", first lost %q", f.lostFirst)
+		s += fmt.Sprintf(", lost by publisher socket %v, first lost %q", f.lostBy, f.lostFirst)
 	}
 	return s
 }
@@ -109,7 +110,7 @@ func (l *ledger) count(values [][]byte) faultCounts {
 	for _, v := range values {
 		inKafka[string(v)]++
 	}
-	f := faultCounts{failedBy: map[string]int{}}
+	f := faultCounts{failedBy: map[string]int{}, lostBy: map[string]int{}}
 	// answered is, per publisher socket, the highest seq that got an answer: an unanswered publish below it
 	// was skipped.
 	answered := map[string]int{}
@@ -158,6 +159,8 @@ func (l *ledger) count(values [][]byte) faultCounts {
 			if p.acked {
 				f.LostAcked++
 			}
+			key, _ := socketKey(value, p.socket)
+			f.lostBy[key]++
 			if len(f.lostFirst) < 5 {
 				f.lostFirst = append(f.lostFirst, value)
 			}
@@ -377,7 +380,7 @@ func (p *seqPublisher) serve(conn *websocket.Conn, seq *int) bool {
 	defer conn.Close()
 	readDone := make(chan struct{})
 	var pending sync.WaitGroup // receipts outstanding on this socket
-	var outstanding []string // the values of this socket's publishes with receipts
+	var outstanding []string   // the values of this socket's publishes with receipts
 	go func() {
 		defer close(readDone)
 		for {
@@ -656,8 +659,12 @@ func (s *seqSubscriber) waitSubscribed(t *testing.T) {
 }
 
 // subscribedAfter returns the first subscribe s:0 after at, and receivedAfter the first frame after at.
-func (s *seqSubscriber) subscribedAfter(at time.Time) time.Time { return firstAfter(&s.smu, &s.subscribed, at) }
-func (s *seqSubscriber) receivedAfter(at time.Time) time.Time   { return firstAfter(&s.smu, &s.received, at) }
+func (s *seqSubscriber) subscribedAfter(at time.Time) time.Time {
+	return firstAfter(&s.smu, &s.subscribed, at)
+}
+func (s *seqSubscriber) receivedAfter(at time.Time) time.Time {
+	return firstAfter(&s.smu, &s.received, at)
+}
 
 func firstAfter(mu *sync.Mutex, times *[]time.Time, at time.Time) time.Time {
 	mu.Lock()
