@@ -82,6 +82,8 @@ type faultCounts struct {
 	// Skipped: unanswered while a later publish of the same socket was answered.
 	Skipped    int
 	Duplicated int // values Kafka holds more than once
+	// RefusedInKafka: answered s:1, yet in Kafka (a produce that timed out on its way back, say): logged.
+	RefusedInKafka int
 	Unknown    int // records in Kafka that no client wrote whole (a write that failed half way)
 	lostFirst  []string
 	lostBy     map[string]int // publisher socket → publishes lost
@@ -90,9 +92,9 @@ type faultCounts struct {
 
 func (f faultCounts) String() string {
 	s := fmt.Sprintf("sent %d (receipts asked %d, acked %d, refused %d), in Kafka %d, lost %d (acked %d), "+
-		"unanswered at close %d, unanswered on an open socket %d, skipped %d, duplicated %d, unknown %d",
-		f.Sent, f.Receipts, f.Acked, f.Failed, f.InKafka, f.Lost, f.LostAcked, f.AtClose, f.Unanswered, f.Skipped,
-		f.Duplicated, f.Unknown)
+		"unanswered at close %d, unanswered on an open socket %d, skipped %d, duplicated %d, refused yet in Kafka %d, "+
+		"unknown %d", f.Sent, f.Receipts, f.Acked, f.Failed, f.InKafka, f.Lost, f.LostAcked, f.AtClose, f.Unanswered,
+		f.Skipped, f.Duplicated, f.RefusedInKafka, f.Unknown)
 	if len(f.failedBy) > 0 {
 		s += fmt.Sprintf(", refusals by code %v", f.failedBy)
 	}
@@ -150,6 +152,9 @@ func (l *ledger) count(values [][]byte) faultCounts {
 		if p.failed != "" {
 			f.Failed++
 			f.failedBy[p.failed]++
+			if inKafka[value] > 0 {
+				f.RefusedInKafka++
+			}
 			continue
 		}
 		if inKafka[value] > 0 {

@@ -1,0 +1,254 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Bounds of a private broker (scripts/kafka: up takes ~13 s, restart ~15 s on the 2-core machine; up runs Maven
+// when no jar cache is found).
+const (
+	kafkaUpTimeout      = 3 * time.Minute
+	kafkaRestartTimeout = 2 * time.Minute
+	kafkaDownTimeout    = time.Minute
+)
+
+// privateKafka is a broker of one test's own, started with scripts/kafka in a state folder of the test's: the
+// suite's broker is shared by every other test and must not be killed.
+type privateKafka struct {
+	t       *testing.T
+	dir     string
+	brokers []string
+}
+
+// startPrivateKafka starts a single-node Apache Kafka with scripts/kafka up; t.Cleanup stops it. It needs a real
+// Kafka run (KAFKA_BROKERS set, so java and the jars are there): on the in-process broker it skips.
+func startPrivateKafka(t *testing.T) *privateKafka {
+	t.Helper()
+	if embedded {
+		t.Skip("e2e: needs a real Kafka (KAFKA_BROKERS is not set); scripts/kafka starts one")
+	}
+	needTool(t, "java", "Java 17+ runs scripts/kafka")
+	k := &privateKafka{t: t, dir: t.TempDir()}
+	// The jars of the suite's broker are reused, so that Maven does not run again: scripts/kafka keeps them in
+	// <state>/libs with a .resolved marker, and resolves again only when the marker does not match its pom.
+	for _, state := range []string{os.Getenv("KAFKA_STATE_DIR"), filepath.Join(projectRoot, ".kafka")} {
+		if state == "" {
+			continue
+		}
+		libs := filepath.Join(state, "libs")
+		if _, err := os.Stat(filepath.Join(libs, ".resolved")); err == nil {
+			if err := os.Symlink(libs, filepath.Join(k.dir, "libs")); err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	t.Cleanup(k.down)
+	k.brokers = k.run("up", kafkaUpTimeout)
+	t.Logf("private broker at %v (state %s)", k.brokers, k.dir)
+	return k
+}
+
+// run runs scripts/kafka with a bound and returns the brokers of its KAFKA_BROKERS line, if it printed one.
+func (k *privateKafka) run(command string, timeout time.Duration) []string {
+	k.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(projectRoot, "scripts", "kafka"), command)
+	cmd.Dir = projectRoot
+	cmd.Env = k.env()
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		k.t.Fatalf("scripts/kafka %s: %v\n%s", command, err, tail(stderr.String(), 30))
+	}
+	sc := bufio.NewScanner(&stdout)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "KAFKA_BROKERS="); ok {
+			return splitBrokers(v)
+		}
+	}
+	return nil
+}
+
+// env is the script's environment: the state folder, and none of the caller's KAFKA_ settings, so ports are the
+// script's choice (free ones) and there is no SASL listener.
+func (k *privateKafka) env() []string {
+	var env []string
+	for _, e := range os.Environ() {
+		if !strings.HasPrefix(e, "KAFKA_") {
+			env = append(env, e)
+		}
+	}
+	return append(env, "KAFKA_STATE_DIR="+k.dir)
+}
+
+func splitBrokers(s string) []string {
+	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' })
+}
+
+// kill is a broker crash: SIGKILL, data and ports kept.
+func (k *privateKafka) kill() { k.run("kill", kafkaDownTimeout) }
+
+// restart starts the broker again on the same ports and data; it returns once the broker answers.
+func (k *privateKafka) restart() {
+	k.t.Helper()
+	if got := k.run("restart", kafkaRestartTimeout); strings.Join(got, ",") != strings.Join(k.brokers, ",") {
+		k.t.Fatalf("scripts/kafka restart: got brokers %v, want the same %v", got, k.brokers)
+	}
+}
+
+func (k *privateKafka) down() {
+	ctx, cancel := context.WithTimeout(context.Background(), kafkaDownTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(projectRoot, "scripts", "kafka"), "down")
+	cmd.Env = k.env()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		k.t.Logf("scripts/kafka down: %v\n%s", err, tail(string(out), 10))
+	}
+}
+
+// Timeline of the broker scenario.
+const (
+	brokerBefore        = 2 * time.Second  // load before the crash
+	brokerDown          = 2 * time.Second  // the broker stays dead this long before it is started again
+	brokerAfter         = time.Second      // load once everything has resumed
+	brokerResumeTimeout = 60 * time.Second // after the restart, until the subscriptions deliver again
+)
+
+// TestFaultBrokerRestart kills the broker with SIGKILL mid-stream and starts it again on the same port and data,
+// while publishers (with and without receipts) and subscribers (a commit:client group member, a broadcast socket)
+// run. Every publish must be answered (a receipt or s:1, never silence), none that got no error may be missing,
+// the group must process every record in Kafka, and both subscriptions must deliver again by themselves, on the
+// sockets they had: their closing is a failure. Counts and recovery times are logged.
+func TestFaultBrokerRestart(t *testing.T) {
+	needSuite(t)
+	needKcat(t)
+	pk := startPrivateKafka(t)
+	srv := startCaddy(t, caddyOptions{brokers: pk.brokers})
+	url := func() string { return srv.url() }
+	topic, group := uniqueName(t, "t"), uniqueName(t, "group")
+	setup := dial(t, "setup", srv.url(), nil)
+	setup.request(t, topicMsg("create", []any{map[string]any{"name": topic, "partitions": 2}}))
+	setup.close()
+
+	l := newLedger()
+	groupTally, broadcastTally := newTally(), newTally()
+	member := startSubscriber(t, groupTally, "member",
+		map[string]any{"t": []string{topic}, "consumer_group": group, "commit": "client"}, url)
+	broadcast := startSubscriber(t, broadcastTally, "broadcast",
+		map[string]any{"t": []string{topic}, "mode": "broadcast"}, url)
+	subs := []*seqSubscriber{member, broadcast}
+	for _, s := range subs {
+		s.stay = true
+		s.waitSubscribed(t)
+	}
+	pubs := []*seqPublisher{
+		startPublisher(t, l, "plain", topic, false, 10*time.Millisecond, url),
+		startPublisher(t, l, "receipts", topic, true, 20*time.Millisecond, url),
+	}
+
+	time.Sleep(brokerBefore)
+	killed := l.markFault()
+	pk.kill()
+	time.Sleep(brokerDown)
+	pk.restart()
+	restarted := time.Now()
+	t.Logf("broker killed, started again after %v", restarted.Sub(killed).Round(time.Millisecond))
+
+	// Resumed: a record published after the restart has reached each subscriber, and a receipt has come for one.
+	deadline := time.Now().Add(brokerResumeTimeout)
+	resumed := map[string]time.Duration{}
+	for len(resumed) < len(subs)+1 {
+		if d := firstAckAfter(l, restarted); d > 0 {
+			resumed["receipts"] = d
+		}
+		for _, s := range subs {
+			if d := firstDeliveryAfter(l, s.ty, restarted); d > 0 {
+				resumed[s.name] = d
+			}
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(faultPoll)
+	}
+	t.Logf("broker restart: after the restart, first receipt and first delivery of a new record (per client): %v", resumed)
+	for _, name := range []string{"receipts", member.name, broadcast.name} {
+		if _, ok := resumed[name]; !ok {
+			t.Errorf("%s: nothing published after the restart came through within %v, want the client to resume by itself",
+				name, brokerResumeTimeout)
+		}
+	}
+
+	time.Sleep(brokerAfter)
+	for _, p := range pubs {
+		p.finish()
+	}
+	inKafka := kcatConsumeOn(t, pk.brokers, topic)
+	assertPublishes(t, "broker restart", l.count(inKafka))
+	assertGroup(t, "broker restart", groupTally, inKafka)
+	for _, s := range subs {
+		s.finish()
+	}
+	// A broadcast subscriber reads from "now" on: what it misses while the broker is away is logged, not counted.
+	t.Logf("broker restart: broadcast subscriber: %d of %d records received, %d more than once",
+		len(inKafka)-len(broadcastTally.missing(inKafka)), len(inKafka), broadcastTally.duplicated())
+	for _, p := range pubs {
+		p.mu.Lock()
+		if n := len(p.closes); n > 0 {
+			t.Logf("%s: the server closed %d of its sockets (%v); it dialled again", p.name, n, p.closes)
+		}
+		p.mu.Unlock()
+	}
+	clientErrors(t, &pubs[0].clientLife, &pubs[1].clientLife, &member.clientLife, &broadcast.clientLife)
+}
+
+// firstAckAfter returns how long after at the first receipt came for a publish written after at (0: none yet).
+// The ledger records no answer times, so it is the write time of the first acknowledged one, a lower bound.
+func firstAckAfter(l *ledger, at time.Time) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var first time.Time
+	for _, p := range l.pubs {
+		if p.acked && p.writtenAt.After(at) && (first.IsZero() || p.writtenAt.Before(first)) {
+			first = p.writtenAt
+		}
+	}
+	if first.IsZero() {
+		return 0
+	}
+	return first.Sub(at)
+}
+
+// firstDeliveryAfter returns how long after at the tally first got a record written after at (0: none yet).
+func firstDeliveryAfter(l *ledger, ty *tally, at time.Time) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ty.mu.Lock()
+	defer ty.mu.Unlock()
+	var first time.Time
+	for value, p := range l.pubs {
+		if got, ok := ty.first[value]; ok && p.writtenAt.After(at) && (first.IsZero() || got.Before(first)) {
+			first = got
+		}
+	}
+	if first.IsZero() {
+		return 0
+	}
+	return first.Sub(at)
+}
+
+// String makes a close readable in logs.
+func (c socketClose) String() string {
+	return fmt.Sprintf("%d at %s", c.code, c.at.Format("15:04:05.000"))
+}
