@@ -84,10 +84,10 @@ type faultCounts struct {
 	Duplicated int // values Kafka holds more than once
 	// RefusedInKafka: answered s:1, yet in Kafka (a produce that timed out on its way back, say): logged.
 	RefusedInKafka int
-	Unknown    int // records in Kafka that no client wrote whole (a write that failed half way)
-	lostFirst  []string
-	lostBy     map[string]int // publisher socket → publishes lost
-	failedBy   map[string]int
+	Unknown        int // records in Kafka that no client wrote whole (a write that failed half way)
+	lostFirst      []string
+	lostBy         map[string]int // publisher socket → publishes lost
+	failedBy       map[string]int
 }
 
 func (f faultCounts) String() string {
