@@ -26,13 +26,13 @@ const (
 type reloadResult struct {
 	label                   string
 	broadcast, group, size  int
-	closed, recovered       int           // sockets closed with 1012; clients receiving again
-	firstClose, lastClose   time.Duration // after the POST /load
-	resubscribed, receiving time.Duration // the last client's, after the POST /load
-	gapP50, gapMax          time.Duration // per client, from its 1012 to its first notification on the new socket
-	peakReconnects          int           // the most reconnects in one second
-	rebalances              int           // the broker's "Stabilized group" lines for the run's groups; -1: unknown
-	retried                 int           // subscribes retried after kafka_unavailable or kafka_timeout
+	closed, recovered       int            // sockets closed with 1012; clients receiving again
+	firstClose, lastClose   time.Duration  // after the POST /load
+	resubscribed, receiving time.Duration  // the last client's, after the POST /load
+	gapP50, gapMax          time.Duration  // per client, from its 1012 to its first notification on the new socket
+	peakReconnects          int            // the most reconnects in one second
+	rebalances              int            // the broker's "Stabilized group" lines for the run's groups; -1: unknown
+	retried                 map[string]int // subscribes retried, by error code (kafka_unavailable, kafka_timeout)
 	failures                []string
 }
 
@@ -62,7 +62,7 @@ func (b *bench) reload(ctx context.Context) error {
 		}
 		b.reloadResult = append(b.reloadResult, *res)
 		fmt.Printf("%s: %d broadcast + %d group subscribers (groups of %d): %d closed with 1012 from %v to %v after the reload; "+
-			"all resubscribed after %v, all receiving again after %v (per client, 1012 to receiving: p50 %v, max %v); peak %d reconnects/s; %s group rebalances; %d subscribes retried; %d/%d recovered\n",
+			"all resubscribed after %v, all receiving again after %v (per client, 1012 to receiving: p50 %v, max %v); peak %d reconnects/s; %s group rebalances; subscribes retried %v; %d/%d recovered\n",
 			res.label, res.broadcast, res.group, res.size, res.closed, res.firstClose.Round(time.Millisecond), res.lastClose.Round(time.Millisecond),
 			res.resubscribed.Round(time.Millisecond), res.receiving.Round(time.Millisecond), res.gapP50.Round(time.Millisecond), res.gapMax.Round(time.Millisecond), res.peakReconnects, fmtCount(res.rebalances),
 			res.retried, res.recovered, res.broadcast+res.group)
@@ -91,19 +91,31 @@ type stormClient struct {
 	closedAt  time.Time // the 1012
 	redialed  time.Time
 	resubbed  time.Time
-	receiving time.Time // first notification on the new socket
-	retried   int
+	receiving time.Time      // first notification on the new socket
+	retried   map[string]int // by error code
 	err       error
 }
 
 func (c *stormClient) subscribe(conn *wsConn) error {
 	for try := 1; ; try++ {
 		err := conn.subscribe(c.topic, c.group, c.group == "")
-		if err == nil || try == subscribeTries || !strings.Contains(err.Error(), `"kafka_unavailable"`) && !strings.Contains(err.Error(), `"kafka_timeout"`) {
+		if err == nil || try == subscribeTries {
+			return err
+		}
+		code := ""
+		for _, retryable := range []string{"kafka_unavailable", "kafka_timeout"} {
+			if strings.Contains(err.Error(), `"`+retryable+`"`) {
+				code = retryable
+			}
+		}
+		if code == "" {
 			return err
 		}
 		c.mu.Lock()
-		c.retried++
+		if c.retried == nil {
+			c.retried = map[string]int{}
+		}
+		c.retried[code]++
 		c.mu.Unlock()
 		time.Sleep(time.Second)
 	}
@@ -198,7 +210,8 @@ func (b *bench) reloadPhase(ctx context.Context, n int, label, closeDelay string
 		return nil, err
 	}
 	defer b.kafka.deleteTopic(context.Background(), topic)
-	res := &reloadResult{label: label, broadcast: b.cfg.reloadSubs, group: b.cfg.reloadGroupSubs, size: b.cfg.reloadGroupSize, rebalances: -1}
+	res := &reloadResult{label: label, broadcast: b.cfg.reloadSubs, group: b.cfg.reloadGroupSubs, size: b.cfg.reloadGroupSize,
+		rebalances: -1, retried: map[string]int{}}
 
 	// The producer runs through the whole phase, so that every client has something to receive again.
 	runCtx, stopRun := context.WithCancel(ctx)
@@ -301,7 +314,9 @@ func (b *bench) reloadPhase(ctx context.Context, n int, label, closeDelay string
 		} else if c.receiving.IsZero() {
 			res.failures = append(res.failures, fmt.Sprintf("%s client not receiving again within %v", kind(c), stormRecoverTimeout))
 		}
-		res.retried += c.retried
+		for code, n := range c.retried {
+			res.retried[code] += n
+		}
 		c.mu.Unlock()
 	}
 	slices.Sort(gaps)
@@ -386,6 +401,6 @@ func (b *bench) reloadRows(row func(scenario, figure, result, target string)) {
 		row(name, "per client, its 1012 to receiving again: p50 / max", fmt.Sprintf("%s / %s", fmtDur(r.gapP50), fmtDur(r.gapMax)), "")
 		row(name, "peak reconnects per second", fmt.Sprint(r.peakReconnects), "")
 		row(name, "group rebalances (the broker's Stabilized group lines)", fmtCount(r.rebalances), "")
-		row(name, "clients recovered / subscribes retried", fmt.Sprintf("%d / %d, %d", r.recovered, r.broadcast+r.group, r.retried), "")
+		row(name, "clients recovered; subscribes retried, by code", fmt.Sprintf("%d / %d; %v", r.recovered, r.broadcast+r.group, r.retried), "")
 	}
 }
