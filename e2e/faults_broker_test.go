@@ -8,7 +8,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -107,6 +109,26 @@ func (k *privateKafka) restart() {
 	}
 }
 
+// freeze stops the broker (SIGSTOP) for d and lets it go on (SIGCONT): connections stay open and requests wait,
+// unanswered, as with a broker stuck in a long GC pause or on a full disk.
+func (k *privateKafka) freeze(d time.Duration) {
+	k.t.Helper()
+	b, err := os.ReadFile(filepath.Join(k.dir, "kafka.pid"))
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		k.t.Fatalf("kafka.pid: %v", err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		k.t.Fatal(err)
+	}
+	// Whatever happens to the test, the broker goes on (and scripts/kafka down can stop it).
+	defer syscall.Kill(pid, syscall.SIGCONT)
+	time.Sleep(d)
+}
+
 func (k *privateKafka) down() {
 	ctx, cancel := context.WithTimeout(context.Background(), kafkaDownTimeout)
 	defer cancel()
@@ -117,24 +139,35 @@ func (k *privateKafka) down() {
 	}
 }
 
+// brokerKeepalive pings every 2 s and gives up after 2 s more: much less than the broker's outage. The
+// connect_timeout of 10 s lets a request wait on a hung broker longer than that: with the default 1 s, kafka-go's
+// reads time out after 1 s too, and every request is answered kafka_unavailable before the keepalive matters.
+const brokerKeepalive = "connect_timeout 10s\n\t\t\tlimits {\n\t\t\t\tping_interval 2s\n\t\t\t\tpong_timeout 2s\n\t\t\t}"
+
 // Timeline of the broker scenario.
 const (
 	brokerBefore        = 2 * time.Second  // load before the crash
 	brokerDown          = 2 * time.Second  // the broker stays dead this long before it is started again
 	brokerAfter         = time.Second      // load once everything has resumed
 	brokerResumeTimeout = 60 * time.Second // after the restart, until the subscriptions deliver again
+	// brokerFreeze is how long the broker is stopped (SIGSTOP) after it is back: longer than ping_interval +
+	// pong_timeout of brokerKeepalive, shorter than the consumer's session_timeout (10 s).
+	brokerFreeze = 6 * time.Second
 )
 
 // TestFaultBrokerRestart kills the broker with SIGKILL mid-stream and starts it again on the same port and data,
-// while publishers (with and without receipts) and subscribers (a commit:client group member, a broadcast socket)
-// run. Every publish must be answered (a receipt or s:1, never silence), none that got no error may be missing,
-// the group must process every record in Kafka, and both subscriptions must deliver again by themselves, on the
-// sockets they had: their closing is a failure. Counts and recovery times are logged.
+// then stops it (SIGSTOP) for longer than the keepalive, while publishers (with and without receipts) and
+// subscribers (a commit:client group member, a broadcast socket, one that subscribes during each outage) run.
+// Every publish must be answered (a receipt or s:1, never silence), none that got no error may be missing, the
+// group must process every record in Kafka, the subscriptions must deliver again by themselves, on the sockets
+// they had (their closing is a failure), and a subscribe sent during an outage must be answered s:0 once Kafka is
+// back. Counts and recovery times are logged.
 func TestFaultBrokerRestart(t *testing.T) {
 	needSuite(t)
 	needKcat(t)
 	pk := startPrivateKafka(t)
-	srv := startCaddy(t, caddyOptions{brokers: pk.brokers})
+	// Keepalive much shorter than the outage: a client whose request waits on Kafka meanwhile is not dead.
+	srv := startCaddy(t, caddyOptions{brokers: pk.brokers, wskafka: brokerKeepalive})
 	url := func() string { return srv.url() }
 	topic, group := uniqueName(t, "t"), uniqueName(t, "group")
 	setup := dial(t, "setup", srv.url(), nil)
@@ -160,6 +193,11 @@ func TestFaultBrokerRestart(t *testing.T) {
 	time.Sleep(brokerBefore)
 	killed := l.markFault()
 	pk.kill()
+	// A subscriber that comes while the broker is away: its subscribe is answered (s:1, then s:0 once Kafka is
+	// back), and its socket stays open, however long it waits on Kafka.
+	late := startSubscriber(t, newTally(), "late-subscriber",
+		map[string]any{"t": []string{topic}, "consumer_group": uniqueName(t, "late-group")}, url)
+	late.stay, late.retryRefused = true, true
 	time.Sleep(brokerDown)
 	pk.restart()
 	restarted := time.Now()
@@ -182,12 +220,63 @@ func TestFaultBrokerRestart(t *testing.T) {
 		}
 		time.Sleep(faultPoll)
 	}
-	t.Logf("broker restart: after the restart, first receipt and first delivery of a new record (per client): %v", resumed)
+	for late.subscribedAfter(killed).IsZero() && time.Now().Before(deadline) && len(late.errors()) == 0 {
+		time.Sleep(faultPoll)
+	}
+	if at := late.subscribedAfter(killed); at.IsZero() {
+		t.Errorf("%s: subscribed during the outage, got no s:0 within %v of the restart (refused %s), want one",
+			late.name, brokerResumeTimeout, late.refusals())
+	} else {
+		resumed[late.name] = at.Sub(restarted)
+	}
+	t.Logf("broker restart: after the restart, first receipt, first delivery of a new record, the late subscribe's "+
+		"s:0 (per client; negative: before the restart returned): %v; the late subscribe was refused %s",
+		resumed, late.refusals())
 	for _, name := range []string{"receipts", member.name, broadcast.name} {
 		if _, ok := resumed[name]; !ok {
 			t.Errorf("%s: nothing published after the restart came through within %v, want the client to resume by itself",
 				name, brokerResumeTimeout)
 		}
+	}
+
+	// Then the broker hangs: a subscribe that comes meanwhile waits on Kafka longer than the keepalive allows a
+	// silent peer, on a client that answers every ping.
+	frozen := startSubscriber(t, newTally(), "subscriber-during-freeze",
+		map[string]any{"t": []string{topic}, "consumer_group": uniqueName(t, "freeze-group")}, url)
+	frozen.stay, frozen.retryRefused = true, true
+	// And a request the server answers from Kafka before it reads the socket's next frame (topic/list): its
+	// client answers pings all along, so its socket must stay open until the answer.
+	lister := dial(t, "lister", srv.url(), nil)
+	listed := make(chan error, 1)
+	go func() {
+		r, err := lister.roundTrip(topicMsg("list", nil))
+		if err == nil {
+			t.Logf("broker freeze: topic/list sent as it began was answered %s", r.raw)
+		}
+		listed <- err
+	}()
+	frozenAt := time.Now()
+	pk.freeze(brokerFreeze)
+	thawed := time.Now()
+	select {
+	case err := <-listed:
+		if err != nil {
+			t.Errorf("broker freeze (%v, keepalive 2s + 2s): topic/list sent as it began: %v after %v, want an answer "+
+				"(s:0, or s:1 kafka_timeout) on the open socket", brokerFreeze, err, time.Since(frozenAt).Round(time.Millisecond))
+		}
+	case <-time.After(brokerResumeTimeout):
+		t.Errorf("broker freeze: topic/list sent as it began: no answer within %v of the broker going on", brokerResumeTimeout)
+	}
+	deadline = time.Now().Add(brokerResumeTimeout)
+	for frozen.subscribedAfter(frozenAt).IsZero() && time.Now().Before(deadline) && len(frozen.errors()) == 0 {
+		time.Sleep(faultPoll)
+	}
+	if at := frozen.subscribedAfter(frozenAt); at.IsZero() {
+		t.Errorf("%s: got no s:0 within %v of the broker going on (refused %s), want one", frozen.name,
+			brokerResumeTimeout, frozen.refusals())
+	} else {
+		t.Logf("broker freeze (%v): the subscribe sent as it began was answered s:0 %v after the broker went on (refused %s)",
+			brokerFreeze, at.Sub(thawed).Round(time.Millisecond), frozen.refusals())
 	}
 
 	time.Sleep(brokerAfter)
@@ -210,7 +299,10 @@ func TestFaultBrokerRestart(t *testing.T) {
 		}
 		p.mu.Unlock()
 	}
-	clientErrors(t, &pubs[0].clientLife, &pubs[1].clientLife, &member.clientLife, &broadcast.clientLife)
+	late.finish()
+	frozen.finish()
+	clientErrors(t, &pubs[0].clientLife, &pubs[1].clientLife, &member.clientLife, &broadcast.clientLife,
+		&late.clientLife, &frozen.clientLife)
 }
 
 // firstAckAfter returns how long after at the first receipt came for a publish written after at (0: none yet).
@@ -246,6 +338,16 @@ func firstDeliveryAfter(l *ledger, ty *tally, at time.Time) time.Duration {
 		return 0
 	}
 	return first.Sub(at)
+}
+
+// refusals says how often the subscriber's subscribe was refused, and the first refusal's payload.
+func (s *seqSubscriber) refusals() string {
+	s.smu.Lock()
+	defer s.smu.Unlock()
+	if s.refused == 0 {
+		return "0 times"
+	}
+	return fmt.Sprintf("%d times, first %s", s.refused, s.firstRefusal)
 }
 
 // String makes a close readable in logs.

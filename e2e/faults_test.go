@@ -555,9 +555,11 @@ type seqSubscriber struct {
 	sub       map[string]any
 	ackClient bool
 	stay      bool
-	ty        *tally
-	stop      chan struct{}
-	done      chan struct{}
+	// retryRefused subscribes again, after subscribePause, when a subscribe is answered s:1.
+	retryRefused bool
+	ty           *tally
+	stop         chan struct{}
+	done         chan struct{}
 
 	connMu sync.Mutex
 	conn   *websocket.Conn
@@ -565,7 +567,13 @@ type seqSubscriber struct {
 	smu        sync.Mutex
 	subscribed []time.Time // every s:0 to a subscribe
 	received   []time.Time // when each frame arrived
+	refused    int         // subscribes answered s:1 (with retryRefused)
+	// firstRefusal is the p of the first.
+	firstRefusal string
 }
+
+// subscribePause is how long a subscriber with retryRefused waits before it asks again.
+const subscribePause = 500 * time.Millisecond
 
 func startSubscriber(t *testing.T, ty *tally, name string, sub map[string]any, url func() string) *seqSubscriber {
 	t.Helper()
@@ -595,9 +603,9 @@ func (s *seqSubscriber) run() {
 }
 
 func (s *seqSubscriber) serve(conn *websocket.Conn) bool {
-	frame, _ := json.Marshal(map[string]any{"id": "subscribe", "t": "topic", "a": "subscribe", "p": s.sub})
+	subscribe, _ := json.Marshal(map[string]any{"id": "subscribe", "t": "topic", "a": "subscribe", "p": s.sub})
 	conn.SetWriteDeadline(time.Now().Add(writeTimeout))
-	if err := conn.WriteMessage(websocket.TextMessage, frame); err != nil {
+	if err := conn.WriteMessage(websocket.TextMessage, subscribe); err != nil {
 		s.fail("subscribing: %v", err)
 		return true
 	}
@@ -628,8 +636,20 @@ func (s *seqSubscriber) serve(conn *websocket.Conn) bool {
 				s.smu.Lock()
 				s.subscribed = append(s.subscribed, now)
 				s.smu.Unlock()
+			case r.RefID == "subscribe" && s.retryRefused:
+				// Refused while Kafka is away: answered, which is all the protocol promises; ask again.
+				s.smu.Lock()
+				s.refused++
+				if s.firstRefusal == "" {
+					s.firstRefusal = string(r.P)
+				}
+				s.smu.Unlock()
+				time.Sleep(subscribePause)
+				conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+				if err := conn.WriteMessage(websocket.TextMessage, subscribe); err != nil {
+					s.fail("subscribing again: %v", err)
+				}
 			case r.RefID == "subscribe":
-				// Refused while the server shuts this socket down, say: the server closes it, and it dials again.
 				s.fail("subscribe answered %.200s", frame)
 			default:
 				s.fail("got %.200s, want notifications", frame)
