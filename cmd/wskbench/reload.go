@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -32,7 +33,7 @@ type reloadResult struct {
 	gapP50, gapMax          time.Duration  // per client, from its 1012 to its first notification on the new socket
 	peakReconnects          int            // the most reconnects in one second
 	rebalances              int            // the broker's "Stabilized group" lines for the run's groups; -1: unknown
-	retried                 map[string]int // subscribes retried, by error code (kafka_unavailable, kafka_timeout)
+	retried                 map[string]int // subscribes retried, by kind of client and error code
 	failures                []string
 }
 
@@ -62,15 +63,27 @@ func (b *bench) reload(ctx context.Context) error {
 		}
 		b.reloadResult = append(b.reloadResult, *res)
 		fmt.Printf("%s: %d broadcast + %d group subscribers (groups of %d): %d closed with 1012 from %v to %v after the reload; "+
-			"all resubscribed after %v, all receiving again after %v (per client, 1012 to receiving: p50 %v, max %v); peak %d reconnects/s; %s group rebalances; subscribes retried %v; %d/%d recovered\n",
+			"all resubscribed after %v, all receiving again after %v (per client, 1012 to receiving: p50 %v, max %v); peak %d reconnects/s; %s group rebalances; subscribes retried: %s; %d/%d recovered\n",
 			res.label, res.broadcast, res.group, res.size, res.closed, res.firstClose.Round(time.Millisecond), res.lastClose.Round(time.Millisecond),
 			res.resubscribed.Round(time.Millisecond), res.receiving.Round(time.Millisecond), res.gapP50.Round(time.Millisecond), res.gapMax.Round(time.Millisecond), res.peakReconnects, fmtCount(res.rebalances),
-			res.retried, res.recovered, res.broadcast+res.group)
+			fmtCodes(res.retried), res.recovered, res.broadcast+res.group)
 		for _, f := range res.failures[:min(len(res.failures), 5)] {
 			fmt.Printf("  %s\n", f)
 		}
 	}
 	return nil
+}
+
+// fmtCodes prints counts by name, sorted: "group kafka_timeout 12, group kafka_unavailable 3", or "none".
+func fmtCodes(counts map[string]int) string {
+	if len(counts) == 0 {
+		return "none"
+	}
+	var out []string
+	for _, name := range slices.Sorted(maps.Keys(counts)) {
+		out = append(out, fmt.Sprintf("%s %d", name, counts[name]))
+	}
+	return strings.Join(out, ", ")
 }
 
 func fmtCount(n int) string {
@@ -92,7 +105,7 @@ type stormClient struct {
 	redialed  time.Time
 	resubbed  time.Time
 	receiving time.Time      // first notification on the new socket
-	retried   map[string]int // by error code
+	retried   map[string]int // by kind of client and error code
 	err       error
 }
 
@@ -115,7 +128,7 @@ func (c *stormClient) subscribe(conn *wsConn) error {
 		if c.retried == nil {
 			c.retried = map[string]int{}
 		}
-		c.retried[code]++
+		c.retried[kind(c)+" "+code]++
 		c.mu.Unlock()
 		time.Sleep(time.Second)
 	}
@@ -401,6 +414,6 @@ func (b *bench) reloadRows(row func(scenario, figure, result, target string)) {
 		row(name, "per client, its 1012 to receiving again: p50 / max", fmt.Sprintf("%s / %s", fmtDur(r.gapP50), fmtDur(r.gapMax)), "")
 		row(name, "peak reconnects per second", fmt.Sprint(r.peakReconnects), "")
 		row(name, "group rebalances (the broker's Stabilized group lines)", fmtCount(r.rebalances), "")
-		row(name, "clients recovered; subscribes retried, by code", fmt.Sprintf("%d / %d; %v", r.recovered, r.broadcast+r.group, r.retried), "")
+		row(name, "clients recovered; subscribes retried", fmt.Sprintf("%d / %d; %s", r.recovered, r.broadcast+r.group, fmtCodes(r.retried)), "")
 	}
 }
