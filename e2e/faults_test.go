@@ -45,32 +45,22 @@ const (
 
 // pubFate is what became of one publish, as its client saw it.
 type pubFate struct {
-	receipt    bool      // it asked for a receipt
-	written    bool      // the frame was written whole to the socket
-	acked      bool      // a receipt came
-	failed     string    // the code of an s:1 answer
-	atClose    bool      // a receipt was asked and the socket closed before the answer
-	writtenAt  time.Time // when the write completed
-	socket     int       // which of its client's sockets carried it
-	afterFault bool      // written after the scenario's fault
+	receipt   bool      // it asked for a receipt
+	written   bool      // the frame was written whole to the socket
+	acked     bool      // a receipt came
+	failed    string    // the code of an s:1 answer
+	atClose   bool      // a receipt was asked and the socket closed before the answer
+	writtenAt time.Time // when the write completed
+	socket    int       // which of its client's sockets carried it
 }
 
-// ledger is every publish of a scenario, by value ("<publisher>-<seq>"), and every record its subscribers got.
+// ledger is every publish of a scenario, by value ("<publisher>-<seq>"): what its client saw become of it.
 type ledger struct {
-	mu    sync.Mutex
-	pubs  map[string]*pubFate
-	fault time.Time // when the fault was injected (zero: not yet)
+	mu   sync.Mutex
+	pubs map[string]*pubFate
 }
 
 func newLedger() *ledger { return &ledger{pubs: map[string]*pubFate{}} }
-
-// markFault records the fault's time: publishes written from now on count as "after the fault".
-func (l *ledger) markFault() time.Time {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.fault = time.Now()
-	return l.fault
-}
 
 // faultCounts are the figures of one scenario's publishes against what kcat read back.
 type faultCounts struct {
@@ -242,7 +232,7 @@ func (ty *tally) add(value string, at time.Time) {
 	ty.seen[value]++
 }
 
-// covers reports how many of values the tally has not seen yet.
+// missing returns the values the tally has not seen yet.
 func (ty *tally) missing(values [][]byte) []string {
 	ty.mu.Lock()
 	defer ty.mu.Unlock()
@@ -473,7 +463,6 @@ func (p *seqPublisher) serve(conn *websocket.Conn, seq *int) bool {
 		fate := &pubFate{receipt: p.receipts, socket: p.socket}
 		p.l.mu.Lock()
 		p.l.pubs[value] = fate
-		fault := p.l.fault
 		p.l.mu.Unlock()
 		if p.receipts {
 			pending.Add(1)
@@ -483,7 +472,6 @@ func (p *seqPublisher) serve(conn *websocket.Conn, seq *int) bool {
 		p.l.mu.Lock()
 		fate.written = err == nil
 		fate.writtenAt = time.Now()
-		fate.afterFault = !fault.IsZero()
 		p.l.mu.Unlock()
 		if err != nil {
 			if p.receipts {

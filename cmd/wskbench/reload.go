@@ -25,16 +25,17 @@ const (
 
 // reloadResult is one reload of the storm: every socket closed with 1012, every client back.
 type reloadResult struct {
-	label                   string
-	broadcast, group, size  int
-	closed, recovered       int            // sockets closed with 1012; clients receiving again
-	firstClose, lastClose   time.Duration  // after the POST /load
-	resubscribed, receiving time.Duration  // the last client's, after the POST /load
-	gapP50, gapMax          time.Duration  // per client, from its 1012 to its first notification on the new socket
-	peakReconnects          int            // the most reconnects in one second
-	rebalances              int            // the broker's "Stabilized group" lines for the run's groups; -1: unknown
-	retried                 map[string]int // subscribes retried, by kind of client and error code
-	failures                []string
+	label                    string
+	broadcast, group, size   int
+	closed, recovered        int            // sockets closed with 1012; clients receiving again
+	firstClose, lastClose    time.Duration  // after the POST /load
+	resubscribed, receiving  time.Duration  // the last client's, after the POST /load
+	gapP50, gapMax           time.Duration  // per client, from its 1012 to its first notification on the new socket
+	groupGapP50, groupGapMax time.Duration  // the same, group subscribers only
+	peakReconnects           int            // the most reconnects in one second
+	rebalances               int            // the broker's "Stabilized group" lines for the run's groups; -1: unknown
+	retried                  map[string]int // subscribes retried, by kind of client and error code
+	failures                 []string
 }
 
 // reload is the reload storm: reloadSubs broadcast subscribers and reloadGroupSubs group subscribers (groups of
@@ -63,9 +64,11 @@ func (b *bench) reload(ctx context.Context) error {
 		}
 		b.reloadResult = append(b.reloadResult, *res)
 		fmt.Printf("%s: %d broadcast + %d group subscribers (groups of %d): %d closed with 1012 from %v to %v after the reload; "+
-			"all resubscribed after %v, all receiving again after %v (per client, 1012 to receiving: p50 %v, max %v); peak %d reconnects/s; %s group rebalances; subscribes retried: %s; %d/%d recovered\n",
+			"all resubscribed after %v, all receiving again after %v (per client, 1012 to receiving: p50 %v, max %v; "+
+			"group subscribers p50 %v, max %v); peak %d reconnects/s; %s group rebalances; subscribes retried: %s; %d/%d recovered\n",
 			res.label, res.broadcast, res.group, res.size, res.closed, res.firstClose.Round(time.Millisecond), res.lastClose.Round(time.Millisecond),
-			res.resubscribed.Round(time.Millisecond), res.receiving.Round(time.Millisecond), res.gapP50.Round(time.Millisecond), res.gapMax.Round(time.Millisecond), res.peakReconnects, fmtCount(res.rebalances),
+			res.resubscribed.Round(time.Millisecond), res.receiving.Round(time.Millisecond), res.gapP50.Round(time.Millisecond), res.gapMax.Round(time.Millisecond),
+			res.groupGapP50.Round(time.Millisecond), res.groupGapMax.Round(time.Millisecond), res.peakReconnects, fmtCount(res.rebalances),
 			fmtCodes(res.retried), res.recovered, res.broadcast+res.group)
 		for _, f := range res.failures[:min(len(res.failures), 5)] {
 			fmt.Printf("  %s\n", f)
@@ -302,7 +305,7 @@ func (b *bench) reloadPhase(ctx context.Context, n int, label, closeDelay string
 	}
 
 	perSecond := map[int64]int{}
-	var gaps []time.Duration
+	var gaps, groupGaps []time.Duration
 	for _, c := range clients {
 		c.mu.Lock()
 		if !c.closedAt.IsZero() {
@@ -321,6 +324,9 @@ func (b *bench) reloadPhase(ctx context.Context, n int, label, closeDelay string
 			res.resubscribed = max(res.resubscribed, c.resubbed.Sub(reloaded))
 			res.receiving = max(res.receiving, c.receiving.Sub(reloaded))
 			gaps = append(gaps, c.receiving.Sub(c.closedAt))
+			if c.group != "" {
+				groupGaps = append(groupGaps, c.receiving.Sub(c.closedAt))
+			}
 		}
 		if c.err != nil {
 			res.failures = append(res.failures, c.err.Error())
@@ -333,7 +339,9 @@ func (b *bench) reloadPhase(ctx context.Context, n int, label, closeDelay string
 		c.mu.Unlock()
 	}
 	slices.Sort(gaps)
+	slices.Sort(groupGaps)
 	res.gapP50, res.gapMax = percentile(gaps, 50), percentile(gaps, 100)
+	res.groupGapP50, res.groupGapMax = percentile(groupGaps, 50), percentile(groupGaps, 100)
 	for _, n := range perSecond {
 		res.peakReconnects = max(res.peakReconnects, n)
 	}
@@ -411,7 +419,8 @@ func (b *bench) reloadRows(row func(scenario, figure, result, target string)) {
 		row(name, "sockets closed with 1012 (from / to, after POST /load)", fmt.Sprintf("%d (%s / %s)", r.closed, fmtDur(r.firstClose), fmtDur(r.lastClose)), "")
 		row(name, "all resubscribed after", fmtDur(r.resubscribed), "")
 		row(name, "all receiving again after", fmtDur(r.receiving), "")
-		row(name, "per client, its 1012 to receiving again: p50 / max", fmt.Sprintf("%s / %s", fmtDur(r.gapP50), fmtDur(r.gapMax)), "")
+		row(name, "per client, its 1012 to receiving again: p50 / max (group subscribers: p50 / max)",
+			fmt.Sprintf("%s / %s (%s / %s)", fmtDur(r.gapP50), fmtDur(r.gapMax), fmtDur(r.groupGapP50), fmtDur(r.groupGapMax)), "")
 		row(name, "peak reconnects per second", fmt.Sprint(r.peakReconnects), "")
 		row(name, "group rebalances (the broker's Stabilized group lines)", fmtCount(r.rebalances), "")
 		row(name, "clients recovered; subscribes retried", fmt.Sprintf("%d / %d; %s", r.recovered, r.broadcast+r.group, fmtCodes(r.retried)), "")
