@@ -283,9 +283,9 @@ func TestFaultBrokerRestart(t *testing.T) {
 	for _, p := range pubs {
 		p.finish()
 	}
-	inKafka := kcatConsumeOn(t, pk.brokers, topic)
+	inKafka := readBack(t, pk.brokers, topic, l, false)
 	assertPublishes(t, "broker restart", l.count(inKafka), false)
-	assertGroup(t, "broker restart", groupTally, inKafka)
+	assertGroup(t, "broker restart", groupTally, inKafka, member)
 	for _, s := range subs {
 		s.finish()
 	}

@@ -65,9 +65,9 @@ func TestFaultCaddyKill(t *testing.T) {
 	for _, p := range pubs {
 		p.finish()
 	}
-	inKafka := kcatConsume(t, topic)
+	inKafka := readBack(t, brokers, topic, l, true)
 	assertPublishes(t, "caddy kill", l.count(inKafka), true)
-	assertGroup(t, "caddy kill", ty, inKafka)
+	assertGroup(t, "caddy kill", ty, inKafka, onVictim, onSurvivor)
 	t.Logf("caddy kill: the victim's subscriber resubscribed on the survivor %v after the kill; records written after "+
 		"the kill reached the group at most %v after their write (the dead member's partitions wait for its session "+
 		"timeout)", failedOver.Sub(killed).Round(time.Millisecond), maxDeliveryLatency(l, ty, killed).Round(time.Millisecond))
@@ -265,9 +265,9 @@ func TestFaultRebalanceChurn(t *testing.T) {
 	for _, p := range pubs {
 		p.finish()
 	}
-	inKafka := kcatConsume(t, topic)
+	inKafka := readBack(t, brokers, topic, l, false)
 	assertPublishes(t, "rebalance churn", l.count(inKafka), false)
-	assertGroup(t, "rebalance churn", ty, inKafka)
+	assertGroup(t, "rebalance churn", ty, inKafka, all...)
 	joins := 0
 	for _, m := range all {
 		m.smu.Lock()

@@ -78,6 +78,7 @@ type faultCounts struct {
 	Unknown        int // records in Kafka that no client wrote whole (a write that failed half way)
 	lostFirst      []string
 	lostBy         map[string]int // publisher socket → publishes lost
+	sentBy         map[string]int // publisher socket → publishes written
 	failedBy       map[string]int
 }
 
@@ -90,7 +91,7 @@ func (f faultCounts) String() string {
 		s += fmt.Sprintf(", refusals by code %v", f.failedBy)
 	}
 	if len(f.lostFirst) > 0 {
-		s += fmt.Sprintf(", lost by publisher socket %v, first lost %q", f.lostBy, f.lostFirst)
+		s += fmt.Sprintf(", lost by publisher socket %v (written %v), first lost %q", f.lostBy, f.sentBy, f.lostFirst)
 	}
 	return s
 }
@@ -103,7 +104,7 @@ func (l *ledger) count(values [][]byte) faultCounts {
 	for _, v := range values {
 		inKafka[string(v)]++
 	}
-	f := faultCounts{failedBy: map[string]int{}, lostBy: map[string]int{}}
+	f := faultCounts{failedBy: map[string]int{}, lostBy: map[string]int{}, sentBy: map[string]int{}}
 	// answered is, per publisher socket, the highest seq that got an answer: an unanswered publish below it
 	// was skipped.
 	answered := map[string]int{}
@@ -134,6 +135,8 @@ func (l *ledger) count(values [][]byte) faultCounts {
 			continue
 		}
 		f.Sent++
+		key, _ := socketKey(value, p.socket)
+		f.sentBy[key]++
 		if p.receipt {
 			f.Receipts++
 		}
@@ -158,7 +161,6 @@ func (l *ledger) count(values [][]byte) faultCounts {
 			if p.atClose {
 				f.LostAtClose++
 			}
-			key, _ := socketKey(value, p.socket)
 			f.lostBy[key]++
 			if len(f.lostFirst) < 5 {
 				f.lostFirst = append(f.lostFirst, value)
@@ -170,7 +172,7 @@ func (l *ledger) count(values [][]byte) faultCounts {
 			} else {
 				f.Unanswered++
 			}
-			key, seq := socketKey(value, p.socket)
+			_, seq := socketKey(value, p.socket)
 			if seq < answered[key] {
 				f.Skipped++
 			}
@@ -184,6 +186,30 @@ func socketKey(value string, socket int) (string, int) {
 	i := strings.LastIndexByte(value, '-')
 	seq, _ := strconv.Atoi(value[i+1:])
 	return fmt.Sprintf("%s#%d", value[:i], socket), seq
+}
+
+// settleTimeout bounds the wait for publishes without receipts to show up in Kafka: nothing tells their client
+// when they got there (the server answers a client's close frame before its last flush is done).
+const settleTimeout = 10 * time.Second
+
+// readBack reads the topic with kcat until it holds every publish of the ledger that got no error, or
+// settleTimeout passes, and returns its values. With crash (see assertPublishes), publishes whose receipts the
+// crash cut off are not waited for.
+func readBack(t *testing.T, addrs []string, topic string, l *ledger, crash bool) [][]byte {
+	t.Helper()
+	deadline := time.Now().Add(settleTimeout)
+	for {
+		values := kcatConsumeOn(t, addrs, topic)
+		f := l.count(values)
+		missing := f.Lost
+		if crash {
+			missing -= f.LostAtClose
+		}
+		if missing == 0 || time.Now().After(deadline) {
+			return values
+		}
+		time.Sleep(200 * time.Millisecond) // poll interval
+	}
 }
 
 // assertPublishes fails the test on the publish invariants and logs the counts. With crash, the server was
@@ -558,6 +584,26 @@ type seqSubscriber struct {
 	refused    int         // subscribes answered s:1 (with retryRefused)
 	// firstRefusal is the p of the first.
 	firstRefusal string
+	// ackRefused counts acks answered s:1; firstAckRefusal says where the first was and why.
+	ackRefused      int
+	firstAckRefusal string
+}
+
+// sockets is how many sockets the client has dialled.
+func (cl *clientLife) sockets() int {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	return len(cl.connects)
+}
+
+// ackRefusals reports the acks refused, if any.
+func (s *seqSubscriber) ackRefusals() string {
+	s.smu.Lock()
+	defer s.smu.Unlock()
+	if s.ackRefused == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%s: %d acks refused, the first %s", s.name, s.ackRefused, s.firstAckRefusal)
 }
 
 // subscribePause is how long a subscriber with retryRefused waits before it asks again.
@@ -639,6 +685,15 @@ func (s *seqSubscriber) serve(conn *websocket.Conn) bool {
 				}
 			case r.RefID == "subscribe":
 				s.fail("subscribe answered %.200s", frame)
+			case s.ackClient && bytes.Contains(frame, []byte(`"a":"ack"`)):
+				// An ack refused: its notifications come again (to whichever member), which the group's count
+				// shows; the refusals are counted and logged.
+				s.smu.Lock()
+				s.ackRefused++
+				if s.firstAckRefusal == "" {
+					s.firstAckRefusal = fmt.Sprintf("on socket %d: %s", s.sockets(), r.P)
+				}
+				s.smu.Unlock()
 			default:
 				s.fail("got %.200s, want notifications", frame)
 			}
@@ -739,9 +794,15 @@ func waitGroupCovers(ty *tally, want [][]byte) []string {
 	}
 }
 
-// assertGroup fails the test for every record of Kafka a `commit: client` group never processed.
-func assertGroup(t *testing.T, scenario string, ty *tally, inKafka [][]byte) {
+// assertGroup fails the test for every record of Kafka a `commit: client` group never processed, and logs the
+// acks its members had refused.
+func assertGroup(t *testing.T, scenario string, ty *tally, inKafka [][]byte, members ...*seqSubscriber) {
 	t.Helper()
+	for _, m := range members {
+		if r := m.ackRefusals(); r != "" {
+			t.Logf("%s: %s", scenario, r)
+		}
+	}
 	missing := waitGroupCovers(ty, inKafka)
 	t.Logf("%s: commit:client group: %d records in Kafka, %d processed, %d never processed, %d processed more than once",
 		scenario, len(inKafka), len(inKafka)-len(missing), len(missing), ty.duplicated())
