@@ -38,6 +38,10 @@ type caddyOptions struct {
 	brokers []string
 	// env is added to Caddy's environment, for {env.*} placeholders.
 	env []string
+	// admin opens Caddy's admin API on a loopback port of its own, for reloads (POST /load).
+	admin bool
+	// clientID is the Kafka client_id; default wskafka-e2e. A reload that changes it changes the Kafka settings.
+	clientID string
 }
 
 // caddyServer is one Caddy subprocess with its own Caddyfile, storage and log in the test's temp dir.
@@ -47,6 +51,7 @@ type caddyServer struct {
 	dataDir string // XDG_DATA_HOME: Caddy keeps its storage, the local CA included, in <dataDir>/caddy
 	logPath string
 	port    int
+	admin   int // the admin API's port; 0 when it is off
 	tls     bool
 	groupID string
 	cmd     *exec.Cmd
@@ -56,7 +61,11 @@ type caddyServer struct {
 // caddyfileTemplate is the site the suite serves: wskafka on /ws, a plain answer elsewhere. Intervals are short so
 // that the tests are quick; the protocol does not depend on them.
 var caddyfileTemplate = template.Must(template.New("Caddyfile").Parse(`{
+{{- if .Admin}}
+	admin 127.0.0.1:{{.Admin}}
+{{- else}}
 	admin off
+{{- end}}
 	persist_config off
 	skip_install_trust
 {{- if .Debug}}
@@ -75,7 +84,7 @@ var caddyfileTemplate = template.Must(template.New("Caddyfile").Parse(`{
 	route /ws {
 		wskafka {
 			brokers {{.Brokers}}
-			client_id wskafka-e2e
+			client_id {{.ClientID}}
 			producer {
 				mq_interval 20ms
 			}
@@ -107,6 +116,9 @@ func startCaddy(t *testing.T, opts caddyOptions) *caddyServer {
 		c.dataDir = filepath.Join(c.dir, "data")
 		c.logPath = filepath.Join(c.dir, "caddy.log")
 		c.port = freePort(t)
+		if opts.admin {
+			c.admin = freePort(t)
+		}
 		if err := c.start(opts); err != nil {
 			t.Fatal(err)
 		}
@@ -130,26 +142,37 @@ func startCaddy(t *testing.T, opts caddyOptions) *caddyServer {
 	return nil
 }
 
-func (c *caddyServer) start(opts caddyOptions) error {
+// caddyfile renders the Caddyfile of opts for this server's ports.
+func (c *caddyServer) caddyfile(opts caddyOptions) ([]byte, error) {
 	addrs := brokers
 	if opts.brokers != nil {
 		addrs = opts.brokers
 	}
+	if opts.clientID == "" {
+		opts.clientID = "wskafka-e2e"
+	}
 	var caddyfile bytes.Buffer
 	err := caddyfileTemplate.Execute(&caddyfile, map[string]any{
-		"TLS":     opts.tls,
-		"Port":    c.port,
-		"Brokers": strings.Join(addrs, " "),
-		"GroupID": opts.groupID,
-		"Extra":   opts.wskafka,
+		"TLS":      opts.tls,
+		"Port":     c.port,
+		"Admin":    c.admin,
+		"Brokers":  strings.Join(addrs, " "),
+		"GroupID":  opts.groupID,
+		"ClientID": opts.clientID,
+		"Extra":    opts.wskafka,
 		// E2E_CADDY_DEBUG=1 logs at debug level (kafka-go's own log included) for post-mortems.
 		"Debug": os.Getenv("E2E_CADDY_DEBUG") == "1",
 	})
+	return caddyfile.Bytes(), err
+}
+
+func (c *caddyServer) start(opts caddyOptions) error {
+	caddyfile, err := c.caddyfile(opts)
 	if err != nil {
 		return err
 	}
 	path := filepath.Join(c.dir, "Caddyfile")
-	if err := os.WriteFile(path, caddyfile.Bytes(), 0o644); err != nil {
+	if err := os.WriteFile(path, caddyfile, 0o644); err != nil {
 		return err
 	}
 	logFile, err := os.Create(c.logPath)

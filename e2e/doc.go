@@ -22,6 +22,15 @@
 // TestSASL needs the broker's SASL_SSL listener as well (KAFKA_SASL_BROKERS, KAFKA_CA, KAFKA_SASL_USERNAME and
 // KAFKA_SASL_PASSWORD, exported by `set -a; eval "$(KAFKA_SASL=1 scripts/kafka up)"`); without it, it skips.
 //
+// The fault suite (faults_*_test.go, TestFault*) runs numbered publishers and subscribers through faults and reads
+// Kafka back with kcat, counting exactly what was lost and duplicated: config reloads under load (POST /load to the
+// admin API, Kafka settings changed and unchanged, closes at once and spread by close_delay), a broker killed with
+// SIGKILL and started again on the same port and data, then frozen with SIGSTOP (on a private broker of its own,
+// started with scripts/kafka; it skips without KAFKA_BROKERS, since the in-process broker cannot be killed), one
+// of two Caddy processes killed under a commit:client group, sockets cut without a close frame, and group churn.
+// An acknowledged publish missing from Kafka, a publish that got no error missing, a record a commit:client group
+// never processed, and a publish never answered on an open socket fail the test; recovery times are logged only.
+//
 // It needs kcat (Debian package kcat), node, and the Node client's dependencies
 // (`npm ci --prefix e2e/node`). Without kcat or the Node dependencies the tests that need them skip, unless the
 // environment variable CI is set, where they fail. With -short the whole suite skips.

@@ -33,9 +33,15 @@ func needKcat(t *testing.T) string {
 // kcat runs kcat against the suite's brokers with stdin and returns its stdout.
 func kcat(t *testing.T, stdin io.Reader, args ...string) []byte {
 	t.Helper()
+	return kcatOn(t, brokers, stdin, args...)
+}
+
+// kcatOn is kcat against other brokers (a test's private broker).
+func kcatOn(t *testing.T, addrs []string, stdin io.Reader, args ...string) []byte {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), kcatTimeout)
 	defer cancel()
-	args = append([]string{"-b", strings.Join(brokers, ","), "-q"}, args...)
+	args = append([]string{"-b", strings.Join(addrs, ","), "-q"}, args...)
 	cmd := exec.CommandContext(ctx, needKcat(t), args...)
 	cmd.Stdin = stdin
 	var stdout, stderr bytes.Buffer
@@ -77,7 +83,13 @@ func kcatProduceKeyed(t *testing.T, topic string, null bool, lines ...string) {
 // "<length>:<value>" so that values are read back byte for byte, newlines and all.
 func kcatConsume(t *testing.T, topic string) [][]byte {
 	t.Helper()
-	out := kcat(t, nil, "-C", "-t", topic, "-o", "beginning", "-e", "-f", "%S:%s")
+	return kcatConsumeOn(t, brokers, topic)
+}
+
+// kcatConsumeOn is kcatConsume against other brokers.
+func kcatConsumeOn(t *testing.T, addrs []string, topic string) [][]byte {
+	t.Helper()
+	out := kcatOn(t, addrs, nil, "-C", "-t", topic, "-o", "beginning", "-e", "-f", "%S:%s")
 	var values [][]byte
 	r := bufio.NewReader(bytes.NewReader(out))
 	for {

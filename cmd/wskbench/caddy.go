@@ -38,7 +38,8 @@ const liftedLimits = `limits {
 			}`
 
 // caddyfileTemplate serves two routes on loopback: /ws with the module's defaults (the settings a deployment
-// starts from) and /ws0 with consumer mq_interval 0 (each notification sent as soon as it arrives).
+// starts from) and /ws0 with consumer mq_interval 0 (each notification sent as soon as it arrives). Extra lines
+// go into both wskafka blocks (the reload storm's settings).
 var caddyfileTemplate = template.Must(template.New("Caddyfile").Parse(`{
 {{- if .AdminPort}}
 	admin 127.0.0.1:{{.AdminPort}}
@@ -57,6 +58,7 @@ http://127.0.0.1:{{.Port}} {
 			brokers {{.Brokers}}
 			client_id wskbench
 			{{.Limits}}
+			{{.Extra}}
 			consumer {
 				group_id {{.GroupID}}
 			}
@@ -67,6 +69,7 @@ http://127.0.0.1:{{.Port}} {
 			brokers {{.Brokers}}
 			client_id wskbench
 			{{.Limits}}
+			{{.Extra}}
 			consumer {
 				group_id {{.GroupID}}
 				mq_interval 0
@@ -85,19 +88,32 @@ type caddyProcess struct {
 	cmd       *exec.Cmd
 	logPath   string
 	exited    chan struct{}
+	// What the Caddyfile was rendered from, for a reload that changes only the extra lines.
+	brokers         []string
+	groupID, limits string
 }
 
 // probeLimits returns liftedLimits if the binary accepts it (`caddy validate` of a config with the block), else
 // "": builds of the module from before the block have none of its bounds.
 func probeLimits(bin, dir string) (string, error) {
-	probe := filepath.Join(dir, "probe")
-	if err := os.MkdirAll(probe, 0o755); err != nil {
+	ok, err := probeSetting(bin, dir, liftedLimits, "limits")
+	if !ok {
 		return "", err
 	}
+	return liftedLimits, nil
+}
+
+// probeSetting reports whether the binary validates a wskafka block with lines; a refusal that names what is
+// false (an unknown setting) is a no, any other failure an error.
+func probeSetting(bin, dir, lines, what string) (bool, error) {
+	probe := filepath.Join(dir, "probe")
+	if err := os.MkdirAll(probe, 0o755); err != nil {
+		return false, err
+	}
 	path := filepath.Join(probe, "Caddyfile")
-	config := "{\n\tadmin off\n}\nhttp://127.0.0.1:1 {\n\twskafka {\n\t\t\tbrokers 127.0.0.1:1\n\t\t\t" + liftedLimits + "\n\t}\n}\n"
+	config := "{\n\tadmin off\n}\nhttp://127.0.0.1:1 {\n\twskafka {\n\t\t\tbrokers 127.0.0.1:1\n\t\t\t" + lines + "\n\t}\n}\n"
 	if err := os.WriteFile(path, []byte(config), 0o644); err != nil {
-		return "", err
+		return false, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -105,20 +121,26 @@ func probeLimits(bin, dir string) (string, error) {
 	cmd.Dir = probe
 	cmd.Env = append(os.Environ(), "HOME="+probe, "XDG_DATA_HOME="+filepath.Join(probe, "data"), "XDG_CONFIG_HOME="+filepath.Join(probe, "config"))
 	if out, err := cmd.CombinedOutput(); err != nil {
-		if !strings.Contains(string(out), "limits") {
-			return "", fmt.Errorf("caddy validate of the probe config: %w\n%s", err, tail(string(out), 10))
+		if !strings.Contains(string(out), what) {
+			return false, fmt.Errorf("caddy validate of the probe config: %w\n%s", err, tail(string(out), 10))
 		}
-		return "", nil
+		return false, nil
 	}
-	return liftedLimits, nil
+	return true, nil
 }
 
 // startCaddy starts Caddy with the generated Caddyfile and waits (bounded) until it serves.
 func (b *bench) startCaddy(ctx context.Context, admin bool) (*caddyProcess, error) {
+	return b.startCaddyWith(ctx, admin, "")
+}
+
+// startCaddyWith is startCaddy with extra lines in the wskafka blocks.
+func (b *bench) startCaddyWith(ctx context.Context, admin bool, extra string) (*caddyProcess, error) {
 	var lastErr error
 	for range caddyStartTries {
 		b.caddies++
-		c := &caddyProcess{dir: filepath.Join(b.dir, fmt.Sprintf("caddy-%d", b.caddies)), exited: make(chan struct{})}
+		c := &caddyProcess{dir: filepath.Join(b.dir, fmt.Sprintf("caddy-%d", b.caddies)), exited: make(chan struct{}),
+			brokers: b.kafka.brokers, groupID: b.topic("group"), limits: b.limits}
 		var err error
 		if c.port, err = freePort(); err != nil {
 			return nil, err
@@ -128,7 +150,7 @@ func (b *bench) startCaddy(ctx context.Context, admin bool) (*caddyProcess, erro
 				return nil, err
 			}
 		}
-		if err := c.start(b.cfg.caddyBin, b.kafka.brokers, b.topic("group"), b.limits); err != nil {
+		if err := c.start(b.cfg.caddyBin, extra); err != nil {
 			return nil, err
 		}
 		if lastErr = c.waitReady(ctx); lastErr == nil {
@@ -142,23 +164,30 @@ func (b *bench) startCaddy(ctx context.Context, admin bool) (*caddyProcess, erro
 	return nil, fmt.Errorf("caddy did not start: %w", lastErr)
 }
 
-func (c *caddyProcess) start(bin string, brokers []string, groupID, limits string) error {
-	if err := os.MkdirAll(c.dir, 0o755); err != nil {
-		return err
-	}
+// caddyfile renders the process's Caddyfile with extra lines in its wskafka blocks.
+func (c *caddyProcess) caddyfile(extra string) ([]byte, error) {
 	var caddyfile bytes.Buffer
 	err := caddyfileTemplate.Execute(&caddyfile, map[string]any{
 		"Port":      c.port,
 		"AdminPort": c.adminPort,
-		"Brokers":   strings.Join(brokers, " "),
-		"GroupID":   groupID,
-		"Limits":    limits,
+		"Brokers":   strings.Join(c.brokers, " "),
+		"GroupID":   c.groupID,
+		"Limits":    c.limits,
+		"Extra":     extra,
 	})
+	return caddyfile.Bytes(), err
+}
+
+func (c *caddyProcess) start(bin, extra string) error {
+	if err := os.MkdirAll(c.dir, 0o755); err != nil {
+		return err
+	}
+	caddyfile, err := c.caddyfile(extra)
 	if err != nil {
 		return err
 	}
 	path := filepath.Join(c.dir, "Caddyfile")
-	if err := os.WriteFile(path, caddyfile.Bytes(), 0o644); err != nil {
+	if err := os.WriteFile(path, caddyfile, 0o644); err != nil {
 		return err
 	}
 	c.logPath = filepath.Join(c.dir, "caddy.log")
@@ -273,6 +302,36 @@ func (c *caddyProcess) cpuProfile(ctx context.Context, seconds int, path string)
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return f.Close()
+}
+
+// reload loads the Caddyfile again with other extra lines through the admin API (POST /load, adapted by Caddy
+// from text/caddyfile); it returns when Caddy answers.
+func (c *caddyProcess) reload(ctx context.Context, extra string) error {
+	if c.adminPort == 0 {
+		return fmt.Errorf("caddy was started without its admin API")
+	}
+	caddyfile, err := c.caddyfile(extra)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	url := fmt.Sprintf("http://127.0.0.1:%d/load", c.adminPort)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(caddyfile))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "text/caddyfile")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("POST %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		return fmt.Errorf("POST %s: %s: %s", url, resp.Status, body)
+	}
+	return nil
 }
 
 func freePort() (int, error) {

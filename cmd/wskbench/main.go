@@ -1,10 +1,10 @@
 // Command wskbench measures a Caddy binary with the wskafka module against Kafka: publish throughput against a raw
-// kafka-go Writer, consume latency against a raw franz-go consumer, the cost of idle sockets, and fan-out to many
-// subscribers. Every figure is measured in one run on one broker, next to its baseline, because the machine it
+// kafka-go Writer, consume latency against a raw franz-go consumer, the cost of idle sockets, fan-out to many
+// subscribers, and a reload storm (every subscriber closed with 1012 by a config reload, and back). Every figure is measured in one run on one broker, next to its baseline, because the machine it
 // runs on is rarely quiet.
 //
 //	go build -o caddy ./cmd/caddy
-//	go run ./cmd/wskbench -caddy ./caddy [-brokers host:port,…] [-only produce,consume,idle,fanout] [-out BENCHMARKS.md]
+//	go run ./cmd/wskbench -caddy ./caddy [-brokers host:port,…] [-only produce,consume,idle,fanout,reload] [-out BENCHMARKS.md]
 //
 // Without -brokers (or KAFKA_BROKERS) it starts franz-go's in-process kfake broker, shared by its own Kafka
 // clients and the Caddy processes it starts. It builds nothing; `make bench` builds ./caddy and runs it.
@@ -59,9 +59,18 @@ type config struct {
 	fanoutGroupSubs int
 	fanoutRate      int
 	fanoutDuration  time.Duration
+
+	// reload
+	reloadSubs       int
+	reloadGroupSubs  int
+	reloadGroupSize  int
+	reloadRate       int
+	reloadCloseDelay time.Duration
+	// kafkaLog is the broker's log, whose "Stabilized group" lines count the storm's rebalances ("": unknown).
+	kafkaLog string
 }
 
-var scenarios = []string{"produce", "consume", "idle", "fanout"}
+var scenarios = []string{"produce", "consume", "idle", "fanout", "reload"}
 
 func main() {
 	var cfg config
@@ -93,6 +102,13 @@ func main() {
 	flag.IntVar(&cfg.fanoutGroupSubs, "group-subs", 1000, "fanout: subscribers with a consumer group each")
 	flag.IntVar(&cfg.fanoutRate, "fanout-r", 100, "fanout: producer rate in msg/s")
 	flag.DurationVar(&cfg.fanoutDuration, "fanout-d", 10*time.Second, "fanout: how long the producer runs")
+
+	flag.IntVar(&cfg.reloadSubs, "reload-subs", 1000, "reload: broadcast subscribers")
+	flag.IntVar(&cfg.reloadGroupSubs, "reload-group-subs", 200, "reload: group subscribers")
+	flag.IntVar(&cfg.reloadGroupSize, "reload-group-size", 4, "reload: members per consumer group (at most -partitions, so that every member receives)")
+	flag.IntVar(&cfg.reloadRate, "reload-r", 200, "reload: producer rate in msg/s during the storm")
+	flag.DurationVar(&cfg.reloadCloseDelay, "reload-close-delay", 10*time.Second, "reload: close_delay of the spread phase")
+	flag.StringVar(&cfg.kafkaLog, "kafka-log", defaultKafkaLog(), "reload: the broker's server.log, to count rebalances (default: scripts/kafka's, when it exists)")
 	flag.Parse()
 
 	// Caddy runs in a directory of its own: a relative path would not find it there.
@@ -118,6 +134,9 @@ func main() {
 	if cfg.framesPerWrite < 1 {
 		fatalf("-frames-per-write must be at least 1")
 	}
+	if cfg.reloadGroupSize < 1 || cfg.reloadGroupSize > cfg.partitions {
+		fatalf("-reload-group-size must be between 1 and -partitions (%d): a member without a partition receives nothing", cfg.partitions)
+	}
 	if cfg.size < 19 {
 		fatalf("-s must be at least 19: a value carries its send time as 19 digits")
 	}
@@ -134,7 +153,7 @@ func main() {
 }
 
 func run(ctx context.Context, cfg config) error {
-	if err := raiseFileLimit(max(cfg.idleSockets, cfg.fanoutSubs, cfg.fanoutGroupSubs) + 4096); err != nil {
+	if err := raiseFileLimit(max(cfg.idleSockets, cfg.fanoutSubs, cfg.fanoutGroupSubs, cfg.reloadSubs+cfg.reloadGroupSubs) + 4096); err != nil {
 		return err
 	}
 	kafka, err := openKafka(cfg.brokers, cfg.partitions)
@@ -153,6 +172,10 @@ func run(ctx context.Context, cfg config) error {
 		if err := os.MkdirAll(workDir, 0o755); err != nil {
 			return err
 		}
+	}
+	if kafka.embedded {
+		// The in-process broker writes no log; a scripts/kafka log would be another broker's.
+		cfg.kafkaLog = ""
 	}
 	b := &bench{cfg: cfg, kafka: kafka, dir: workDir, runID: time.Now().UTC().Format("20060102-150405")}
 	switch cfg.plot {
@@ -190,6 +213,8 @@ func run(ctx context.Context, cfg config) error {
 			err = b.idle(ctx)
 		case "fanout":
 			err = b.fanout(ctx)
+		case "reload":
+			err = b.reload(ctx)
 		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", s, err)
@@ -201,15 +226,41 @@ func run(ctx context.Context, cfg config) error {
 		}
 		fmt.Printf("wskbench: latency histograms in %s\n", cfg.plot)
 	}
-	report := b.report()
-	fmt.Printf("\n%s", report)
-	if cfg.out != "" {
-		if err := writeSection(cfg.out, b.env.section(), report); err != nil {
-			return err
+	// The reload storm has a section of its own, so that `-only reload` leaves the other results as they are.
+	for _, r := range []struct {
+		ran     bool
+		section string
+		render  func() string
+	}{
+		{slices.ContainsFunc(cfg.only, func(s string) bool { return s != "reload" }), b.env.section(), b.report},
+		{slices.Contains(cfg.only, "reload"), b.env.section() + "-reload", b.reloadReport},
+	} {
+		if !r.ran {
+			continue
 		}
-		fmt.Printf("wskbench: results written to %s\n", cfg.out)
+		report := r.render()
+		fmt.Printf("\n%s", report)
+		if cfg.out != "" {
+			if err := writeSection(cfg.out, r.section, report); err != nil {
+				return err
+			}
+			fmt.Printf("wskbench: results written to %s\n", cfg.out)
+		}
 	}
 	return nil
+}
+
+// defaultKafkaLog is scripts/kafka's broker log (KAFKA_STATE_DIR, else .kafka), when it exists.
+func defaultKafkaLog() string {
+	dir := os.Getenv("KAFKA_STATE_DIR")
+	if dir == "" {
+		dir = ".kafka"
+	}
+	path := filepath.Join(dir, "server.log")
+	if _, err := os.Stat(path); err != nil {
+		return ""
+	}
+	return path
 }
 
 // bench is one run: its settings, broker, and the results collected so far.
@@ -227,6 +278,7 @@ type bench struct {
 	consumeResult []latencyResult
 	idleResult    *idleResult
 	fanoutResult  []fanoutResult
+	reloadResult  []reloadResult
 }
 
 // topic returns a name unique to this run: a real broker keeps topics between runs.

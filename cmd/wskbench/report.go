@@ -82,17 +82,8 @@ func caddyVersion(bin string) string {
 func (b *bench) report() string {
 	var w bytes.Buffer
 	e := b.env
-	broker := "embedded: franz-go kfake in the tool's process, shared with Caddy over loopback"
-	if !e.embedded {
-		broker = "Apache Kafka " + e.kafkaVersion + " at " + strings.Join(b.kafka.brokers, ",")
-	}
 	fmt.Fprintf(&w, "### %s broker, %s\n\n", e.section(), e.date)
-	fmt.Fprintf(&w, "- machine: %s\n- Go %s, Caddy %s, broker: %s\n- command: `%s`\n", e.machine, e.goVersion, e.caddyVersion, broker, e.command)
-	fmt.Fprintf(&w, "- topics: %d partitions, replication 1, fresh per run\n\n", b.cfg.partitions)
-	fmt.Fprintf(&w, "| scenario | figure | result | target |\n|---|---|---|---|\n")
-	row := func(scenario, figure, result, target string) {
-		fmt.Fprintf(&w, "| %s | %s | %s | %s |\n", scenario, figure, result, target)
-	}
+	row := b.reportHeader(&w)
 	if p := b.produceResult; p != nil {
 		name := fmt.Sprintf("produce: C=%d, N=%d, S=%d B, median of %d", p.conns, p.messages, p.size, len(p.rounds))
 		row(name, "bridge rate", fmt.Sprintf("%.0f msg/s", p.medianBridge), "")
@@ -146,6 +137,29 @@ func (b *bench) report() string {
 	if b.cfg.plot != "" && len(b.consumeResult)+len(b.fanoutResult) > 0 {
 		fmt.Fprintf(&w, "\nLatency histograms: `%s`.\n", b.cfg.plot)
 	}
+	return w.String()
+}
+
+// reportHeader writes the conditions of the run and the table's head, and returns the function that adds a row.
+func (b *bench) reportHeader(w *bytes.Buffer) func(scenario, figure, result, target string) {
+	e := b.env
+	broker := "embedded: franz-go kfake in the tool's process, shared with Caddy over loopback"
+	if !e.embedded {
+		broker = "Apache Kafka " + e.kafkaVersion + " at " + strings.Join(b.kafka.brokers, ",")
+	}
+	fmt.Fprintf(w, "- machine: %s\n- Go %s, Caddy %s, broker: %s\n- command: `%s`\n", e.machine, e.goVersion, e.caddyVersion, broker, e.command)
+	fmt.Fprintf(w, "- topics: %d partitions, replication 1, fresh per run\n\n", b.cfg.partitions)
+	fmt.Fprintf(w, "| scenario | figure | result | target |\n|---|---|---|---|\n")
+	return func(scenario, figure, result, target string) {
+		fmt.Fprintf(w, "| %s | %s | %s | %s |\n", scenario, figure, result, target)
+	}
+}
+
+// reloadReport renders the reload storm as markdown, a section of its own.
+func (b *bench) reloadReport() string {
+	var w bytes.Buffer
+	fmt.Fprintf(&w, "### %s broker, reload storm, %s\n\n", b.env.section(), b.env.date)
+	b.reloadRows(b.reportHeader(&w))
 	return w.String()
 }
 
