@@ -351,11 +351,14 @@ const settlePoll = 5 * time.Millisecond
 
 // closeFromServer closes the session without losing what the client sent (RFC 6455 §7.1.2: the server starts
 // the closing handshake and waits for the client's close frame):
-//  1. no new subscription; the current one leaves its group with a last commit; publishes flush at once;
+//  1. no new subscription; publishes flush at once;
 //  2. once every request read so far has been answered (at most close_timeout), the close frame is decided on:
 //     the writer sends what is queued, then the close frame;
 //  3. the read loop goes on until the client's close frame (at most close_timeout): what arrives meanwhile is
-//     still published, unanswered, and failures are logged.
+//     still published, unanswered, and failures are logged; acknowledgements still count.
+//
+// The subscription ends last, in run, with a commit of what the socket took or the client acknowledged until its
+// close frame: frames queued after the close frame are dropped, uncommitted, for the partitions' next owner.
 func (s *Session) closeFromServer() {
 	defer s.closerUp.Done()
 	timeout := s.hub.cfg.CloseTimeout
@@ -363,7 +366,6 @@ func (s *Session) closeFromServer() {
 	s.subClosed = true
 	s.subMu.Unlock()
 	s.publisher.Hurry()
-	s.stopSubscription()
 	deadline := time.Now().Add(timeout)
 	poll := time.NewTicker(settlePoll)
 	// A writer that writes no more (its socket failed) can send no answer: nothing is worth waiting for.
