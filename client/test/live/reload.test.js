@@ -1,10 +1,12 @@
 // The library across a config reload of the real server (Caddy's POST /load): every record published before,
 // during and after the reload reaches a client-commit group subscription and a broadcast subscription exactly
 // once, and each subscription receives again soon after its 1012. Skipped unless WSKAFKA_URL and WSKAFKA_ADMIN
-// (Caddy's admin API, http://host:port) are set; the e2e suite's TestClientLibrary sets both.
+// (Caddy's admin API, http://host:port) are set; the e2e suite's TestClientLibrary sets both. With
+// WSKAFKA_RECEIPTS, the receipts are written there as JSON, for the suite to hold them against Kafka (kcat).
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
+import { writeFileSync } from 'node:fs'
 import { WebSocket } from 'ws'
 import { connect } from '../../wskafka.js'
 
@@ -61,11 +63,13 @@ test('a reload: nothing missed, nothing twice, in a client-commit group and a br
   let sent = 0
   let publishing = true
   const retried = new Set() // values published again after an unknown outcome: they may be in Kafka twice
+  const receipts = []
   const publisher = (async () => {
     while (publishing) {
       const value = String(sent)
       try {
-        await client.publish(topic, value, { key: value })
+        const receipt = await client.publish(topic, value, { key: value })
+        receipts.push({ value, partition: receipt.partition, offset: receipt.offset })
         sent++
       } catch (e) {
         if (e.code !== 'outcome_unknown' && e.code !== 'not_connected') throw e
@@ -92,6 +96,7 @@ test('a reload: nothing missed, nothing twice, in a client-commit group and a br
     for (let i = 0; i < sent; i++) assert.ok(counts.has(String(i)), `${name}: record ${i} missed`)
   }
   assert.deepEqual(errors, [])
+  if (process.env.WSKAFKA_RECEIPTS) writeFileSync(process.env.WSKAFKA_RECEIPTS, JSON.stringify({ topic, receipts }))
   const since = restarted.at(-1).at
   console.log(`reload: ${sent} records, ${retried.size} published again after an unknown outcome; sockets closed with 1012 ` +
     `${restarted.map((r) => r.at - reloaded).join(', ')} ms after POST /load; first record after the last 1012: ` +
