@@ -38,7 +38,7 @@ export function rateChart (canvas, { seconds = 60, colour }) {
 
     let max = 0
     for (const series of rates.values()) for (const v of series) if (v > max) max = v
-    const top = nice(Math.max(max, 5))
+    const top = nice(Math.max(max * 1.15, 5))
     const x = (i) => pad.l + (i / (seconds - 1)) * w
     const y = (v) => pad.t + h - (v / top) * h
 
@@ -56,7 +56,7 @@ export function rateChart (canvas, { seconds = 60, colour }) {
       ctx.moveTo(pad.l, yy)
       ctx.lineTo(pad.l + w, yy)
       ctx.stroke()
-      ctx.fillText(String(Math.round(v)), pad.l - 6, yy)
+      ctx.fillText(String(Math.round(v * 10) / 10), pad.l - 6, yy)
     }
     ctx.textBaseline = 'alphabetic'
     for (const s of [45, 30, 15, 0]) {

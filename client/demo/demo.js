@@ -52,7 +52,8 @@ const st = (p) => {
 // Two clients, as two applications would be: cutting the subscriber leaves the publisher running.
 const tap = wire(WebSocket, onFrame)
 const producer = connect(wsUrl)
-const consumer = connect(wsUrl, { WebSocket: tap.WebSocket })
+// backoffMax: after "cut the connection", the retries made while offline must not push the next one far away.
+const consumer = connect(wsUrl, { WebSocket: tap.WebSocket, backoffMax: 4000 })
 
 // Frames as the server sent them: assignments (the library has no event for them) and notifications before
 // the library's duplicate check.
@@ -206,7 +207,9 @@ async function refreshLag () {
 // Rendering.
 function renderMode () {
   for (const b of document.querySelectorAll('.segmented button')) b.setAttribute('aria-checked', String(b.dataset.mode === mode))
-  $('#group-name').textContent = mode === 'group' ? group : '(broadcast)'
+  $('#lag-hint').replaceChildren(...(mode === 'group'
+    ? ['group ', el('code', { textContent: group }), ', every 3 s']
+    : ['end offsets, every 3 s']))
   $('#mode-help').textContent = mode === 'group'
     ? `Consumer group "${group}": the tabs in it split the partitions, and each record reaches one of them.`
     : 'Broadcast: every tab gets every record. Caddy reads the topic once, whatever the number of tabs.'
@@ -249,11 +252,12 @@ function render () {
     if (k === 'missing' || k === 'duplicated') e.parentElement.className = v ? 'bad' : 'good'
   }
 
+  const now = smoothed()
   $('#legend').replaceChildren(...partitions.map((p) => {
-    const series = rates.get(p) ?? []
+    const series = now.get(p) ?? []
     const li = el('li', { style: `--c:${colour(p)}` },
       el('span', { className: 'name' }, el('i'), `P${p}`),
-      el('b', { textContent: `${series.at(-1) ?? 0}/s` }),
+      el('b', { textContent: `${perSecond(series.at(-1) ?? 0)}/s` }),
       el('small', { textContent: `${st(p).received} received` }))
     li.classList.toggle('dim', mode === 'group' && !owned.has(p))
     return li
@@ -269,8 +273,21 @@ function tick () {
     rates.set(p, series)
   }
   current.clear()
-  chart.draw(rates)
+  chart.draw(smoothed())
 }
+
+// Keys come round in turn, so one-second counts jump: the chart and the tiles show a 3 s moving average.
+function smoothed () {
+  const out = new Map()
+  for (const [p, series] of rates) {
+    out.set(p, series.map((_, i) => {
+      const w = series.slice(Math.max(0, i - 2), i + 1)
+      return w.reduce((a, b) => a + b, 0) / w.length
+    }))
+  }
+  return out
+}
+const perSecond = (v) => (v >= 10 || Number.isInteger(v) ? String(Math.round(v)) : v.toFixed(1))
 
 const events = $('#events')
 function log (kind, text) {
@@ -342,7 +359,7 @@ render()
 setInterval(tick, 1000)
 setInterval(render, 250)
 setInterval(refreshLag, 3000)
-addEventListener('resize', () => chart.draw(rates))
+addEventListener('resize', () => chart.draw(smoothed()))
 
 // The page makes its topic when it is missing (an existing topic is no error), then subscribes.
 producer.createTopics([{ name: topic, partitions: PARTITIONS }])
