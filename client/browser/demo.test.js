@@ -5,6 +5,7 @@
 // CADDY: the binary (default: the repository root's ./caddy, `go build -o caddy ./cmd/caddy`).
 // CHROMIUM: the browser (default /usr/bin/chromium, Debian's `chromium` package).
 // SCREENSHOTS=1: save the screenshots in screenshots/ (otherwise in a temporary directory).
+/* global cell */
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
@@ -38,25 +39,26 @@ before(async () => {
   const port = await freePort()
   origin = `http://127.0.0.1:${port}`
   const config = join(scratch, 'Caddyfile')
+  // Spaces, not tabs (standard's no-tabs); Caddy only notes the Caddyfile is not `caddy fmt`ed.
   writeFileSync(config, `{
-	admin off
+  admin off
 }
 ${origin} {
-	handle /ws {
-		wskafka {
-			brokers embedded
-			producer {
-				mq_interval 0
-			}
-			consumer {
-				mq_interval 0
-			}
-		}
-	}
-	handle {
-		root * ${JSON.stringify(clientDir)}
-		file_server
-	}
+  handle /ws {
+    wskafka {
+      brokers embedded
+      producer {
+        mq_interval 0
+      }
+      consumer {
+        mq_interval 0
+      }
+    }
+  }
+  handle {
+    root * ${JSON.stringify(clientDir)}
+    file_server
+  }
 }
 `)
   caddy = spawn(caddyPath, ['run', '--config', config, '--adapter', 'caddyfile'], { stdio: ['ignore', 'pipe', 'pipe'] })
@@ -83,7 +85,7 @@ after(async () => {
   rmSync(scratch, { recursive: true, force: true })
 })
 
-test('the page creates its topic, connects, publishes with receipts and shows the records arriving', { skip, timeout: 60000 }, async (t) => {
+test('the page creates its topic, connects, publishes with receipts and shows the records arriving', { skip, timeout: 90000 }, async (t) => {
   const { page } = await open(t, names('live'))
   await ownedBy(page, [0, 1, 2])
   assert.equal(await page.textContent('#state'), 'connected')
@@ -179,9 +181,21 @@ test('two tabs in one consumer group read disjoint partitions that cover the top
 
 for (const mode of ['group', 'broadcast']) {
   test(`${mode}: cut the connection while records flow; after the reconnect 0 missing, 0 duplicated`, { skip, timeout: 90000 }, async (t) => {
-    const n = names('cut-' + mode)
-    const { page } = await open(t, { ...n, mode })
+    const { page } = await open(t, names('cut-' + mode))
     await ownedBy(page, [0, 1, 2])
+    if (mode === 'broadcast') {
+      // The toggle: the group subscription ends, a broadcast one starts (its own assigned frame).
+      await page.click('#mode-broadcast')
+      assert.equal(await page.getAttribute('#mode-broadcast', 'aria-checked'), 'true')
+      await page.waitForFunction(() => /subscribed, broadcast/.test(document.querySelector('#events').textContent), null, { timeout: 10000 })
+      await ownedBy(page, [0, 1, 2])
+      // One socket reads the topic: the group one is gone.
+      await page.waitForFunction(async (topic) => {
+        const { consumers } = await window.demo.producer.health()
+        return consumers.filter((c) => c.topics.includes(topic)).length === 1
+      }, page.names.topic, { timeout: 10000, polling: 250 })
+      assert.match(await page.textContent('#lag-hint'), /end offsets/)
+    }
     await page.$eval('#rate', (r) => { r.value = '20'; r.dispatchEvent(new Event('input')) })
     await page.click('#generate')
     await page.waitForFunction(() => window.demo.totals.ownReceived >= 20, null, { timeout: 15000 })

@@ -25,7 +25,7 @@ const el = (tag, props = {}, ...children) => {
   e.append(...children)
   return e
 }
-const chip = (p, extra = '') => el('span', { className: `pchip ${extra}`, style: `--c:${colour(p)}`, textContent: `P${p}` })
+const chip = (p) => el('span', { className: 'pchip', style: `--c:${colour(p)}`, textContent: `P${p}` })
 const clock = (ms) => new Date(ms).toLocaleTimeString([], { hour12: false })
 const stamp = (ms) => clock(ms) + '.' + String(ms % 1000).padStart(3, '0')
 
@@ -124,11 +124,13 @@ function subscribe () {
 }
 
 // The numbered records: one key after another, a sequence number per key, one publish at a time.
-let generating = false
+// One loop at a time: a loop stopped while its publish is out ends at its next turn, and a new one starts
+// after it (so no number is sent twice).
+const generator = { run: null, loop: Promise.resolve() }
 const nextSeq = new Map()
-async function generate () {
+async function generate (run) {
   let n = 0
-  while (generating) {
+  while (generator.run === run) {
     const started = performance.now()
     const key = KEYS[n % KEYS.length]
     const seq = nextSeq.get(key) ?? 0
@@ -138,8 +140,8 @@ async function generate () {
       totals.sent++
       n++
     } catch (e) {
-      // Not sent (or refused): the same number again. Sent but unanswered: Kafka may have it, and a retry
-      // may deliver it twice; the counters would say so.
+      // Not sent, or refused: the same number again. Sent but unanswered: Kafka may or may not have it; it is
+      // not sent again (were it lost, the counters would show it missing).
       const unknown = e.code === 'outcome_unknown' || e.code === 'timeout'
       if (unknown) nextSeq.set(key, seq + 1)
       log('bad', `publish ${key} #${seq}: ${e.code}${unknown ? ' (may be in Kafka: not sent again)' : ', sending again'}`)
@@ -343,10 +345,11 @@ for (const b of document.querySelectorAll('.segmented button')) {
   })
 }
 $('#generate').addEventListener('click', (ev) => {
-  generating = !generating
-  ev.currentTarget.setAttribute('aria-pressed', String(generating))
-  ev.currentTarget.textContent = generating ? 'Stop numbered records' : 'Send numbered records'
-  if (generating) generate()
+  const run = generator.run ? null : {}
+  generator.run = run
+  ev.currentTarget.setAttribute('aria-pressed', String(!!run))
+  ev.currentTarget.textContent = run ? 'Stop numbered records' : 'Send numbered records'
+  if (run) generator.loop = generator.loop.then(() => generate(run))
 })
 $('#rate').addEventListener('input', (ev) => { $('#rate-out').textContent = `${ev.currentTarget.value}/s` })
 $('#cut').addEventListener('click', () => {
