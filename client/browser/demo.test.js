@@ -179,6 +179,37 @@ test('two tabs in one consumer group read disjoint partitions that cover the top
   assert.deepEqual(a.errors.concat(b.errors), [])
 })
 
+test('two tabs of one browser in a group, each cut in turn: every record reaches a tab, and the page counts those that reached both', { skip, timeout: 90000 }, async (t) => {
+  const n = names('tabs')
+  const context = await browser.newContext({ viewport: DESKTOP })
+  t.after(() => context.close())
+  const [a, b] = [await tab(context, n), await tab(context, n)]
+  await until(async () => (await owned(a)).length && (await owned(b)).length, 40000, 'the group split between the tabs')
+  await a.click('#generate')
+  await a.waitForFunction(() => window.demo.totals.sent >= 20, null, { timeout: 15000 })
+  // Each cut hands the tab's partitions to the other and back (to whichever tab the next assignment says).
+  for (const page of [a, b]) {
+    await page.click('#cut')
+    await page.waitForFunction(() => window.demo.state === 'connected' && window.demo.totals.reconnects >= 1, null, { timeout: 30000 })
+    await a.waitForFunction((n) => window.demo.totals.sent >= n, await a.evaluate(() => window.demo.totals.sent + 20), { timeout: 15000 })
+  }
+  await a.click('#generate')
+  // A rebalance hands partitions over at least once: what both tabs received, less what reached both
+  // (the BroadcastChannel count, the same in both tabs), is what was sent.
+  const sums = async () => {
+    const counts = () => ({ totals: window.demo.totals, across: window.demo.across })
+    const [x, y] = [await a.evaluate(counts), await b.evaluate(counts)]
+    return { sent: x.totals.sent, unique: x.totals.received + y.totals.received - x.across, across: [x.across, y.across] }
+  }
+  await until(async () => {
+    const v = await sums()
+    return v.sent === v.unique && v.across[0] === v.across[1]
+  }, 20000, async () => `every record counted once: ${JSON.stringify(await sums())}`)
+  t.diagnostic(`records that reached both tabs: ${(await sums()).across[0]}`)
+  for (const page of [a, b]) assert.deepEqual(await totals(page), { missing: 0, duplicated: 0 })
+  assert.deepEqual(a.errors.concat(b.errors), [])
+})
+
 for (const mode of ['group', 'broadcast']) {
   test(`${mode}: cut the connection while records flow; after the reconnect 0 missing, 0 duplicated`, { skip, timeout: 90000 }, async (t) => {
     const { page } = await open(t, names('cut-' + mode))
@@ -240,10 +271,15 @@ for (const mode of ['group', 'broadcast']) {
   })
 }
 
-// A page of the demo with its own topic and group; closed after the test.
+// A page of the demo with its own topic and group, in a context of its own; closed after the test.
 async function open (t, n, viewport = DESKTOP) {
   const context = await browser.newContext({ viewport, deviceScaleFactor: viewport === PHONE ? 2 : 1, isMobile: viewport === PHONE, hasTouch: viewport === PHONE })
   t.after(() => context.close())
+  return { context, page: await tab(context, n) }
+}
+
+// A tab of the demo in `context`.
+async function tab (context, n) {
   const page = await context.newPage()
   page.errors = []
   page.names = n
@@ -254,7 +290,7 @@ async function open (t, n, viewport = DESKTOP) {
   await page.evaluate(() => {
     window.cell = (p, i) => document.querySelector(`#checks tr[data-partition="${p}"]`)?.cells[i].textContent
   })
-  return { context, page }
+  return page
 }
 
 function names (what) {

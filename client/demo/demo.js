@@ -102,7 +102,48 @@ function onRecord (r) {
   }
   seqs.set(id, Math.max(want ?? 0, v.seq + 1))
   if (v.src === src) totals.ownReceived++
+  if (mode === 'group') across.saw(id + '\n' + v.seq)
 }
+
+// Across the tabs of this browser in the group (BroadcastChannel): numbered records that reached two of them.
+// A partition handed over in a rebalance is read again from the group's committed offset, or from the seek of
+// a tab that comes back: at least once, not exactly once, across members.
+const across = (() => {
+  const seen = new Map() // src + key + seq → the tab that received it
+  let batch = []
+  let count = 0
+  const ch = typeof BroadcastChannel === 'function' ? new BroadcastChannel('wskafka-demo') : null
+  const note = (rec, tab) => {
+    const first = seen.get(rec)
+    if (first === undefined) {
+      seen.set(rec, tab)
+      if (seen.size > 100000) for (const k of [...seen.keys()].slice(0, 10000)) seen.delete(k)
+    } else if (first !== tab && (first === src || tab === src)) {
+      count++
+    }
+  }
+  ch?.addEventListener('message', ({ data: m }) => {
+    if (m?.topic !== topic || m.group !== group || mode !== 'group') return
+    for (const rec of m.recs) note(rec, m.tab)
+  })
+  setInterval(() => {
+    if (!batch.length) return
+    ch?.postMessage({ topic, group, tab: src, recs: batch })
+    batch = []
+  }, 200)
+  return {
+    saw (rec) {
+      note(rec, src)
+      batch.push(rec)
+    },
+    reset () {
+      seen.clear()
+      batch = []
+      count = 0
+    },
+    get count () { return count }
+  }
+})()
 
 function subscribe () {
   const old = sub
@@ -114,6 +155,7 @@ function subscribe () {
   seqs = new Map()
   keyPartition = new Map()
   rebalances = 0
+  across.reset()
   const s = consumer.subscribe(topic, onRecord, mode === 'broadcast' ? { mode: 'broadcast' } : { group })
   sub = s
   s.ready.then(() => log('ok', mode === 'group' ? `joined group ${group}` : 'subscribed, broadcast'), (e) => {
@@ -247,6 +289,12 @@ function render () {
     rows.push(tr)
   }
   $('#checks').replaceChildren(...rows)
+  const n = across.count
+  $('#across').hidden = mode !== 'group'
+  $('#across').replaceChildren(...(n
+    ? [el('strong', { textContent: `${n} record${n === 1 ? '' : 's'}` }), ' reached two of this browser\'s tabs in the group: a rebalance hands a partition over at least once, not exactly once.']
+    : ['Across this browser\'s tabs in the group: no record reached two of them.']))
+  $('#across').classList.toggle('warn', n > 0)
   const t = { sent: totals.sent, received: totals.received, missing, duplicated, reconnects: totals.reconnects }
   for (const [k, v] of Object.entries(t)) {
     const e = $(`#totals [data-k="${k}"]`)
@@ -376,6 +424,7 @@ window.demo = {
   totals,
   get state () { return consumer.state },
   get owned () { return [...owned.keys()].sort() },
+  get across () { return across.count },
   get stats () { return Object.fromEntries(stats) },
   consumer,
   producer
