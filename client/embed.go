@@ -7,5 +7,5 @@ import "embed"
 
 // Files are the library (wskafka.js, wskafka.d.ts) and the demo (demo/).
 //
-//go:embed wskafka.js wskafka.d.ts
+//go:embed wskafka.js wskafka.d.ts demo
 var Files embed.FS
