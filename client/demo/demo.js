@@ -165,31 +165,39 @@ function subscribe () {
   render()
 }
 
-// The numbered records: one key after another, a sequence number per key, one publish at a time.
-// One loop at a time: a loop stopped while its publish is out ends at its next turn, and a new one starts
-// after it (so no number is sent twice).
+// The numbered records: one key after another, a sequence number per key. A key's next record goes once
+// Kafka has acknowledged its last (so each key's records are in order, and one that failed can be sent again
+// with its number); the keys go in parallel, so a route batching publishes (producer.mq_interval) keeps up.
+// One loop at a time: a stopped loop ends at its next turn, and a new one starts after it.
 const generator = { run: null, loop: Promise.resolve() }
 const nextSeq = new Map()
+const inflight = new Set() // keys with a publish out
+function publishNumbered (key) {
+  const seq = nextSeq.get(key) ?? 0
+  inflight.add(key)
+  producer.publish(topic, JSON.stringify({ src, seq }), { key }).then(() => {
+    nextSeq.set(key, seq + 1)
+    totals.sent++
+  }, (e) => {
+    // Not sent, or refused: the same number next time. Sent but unanswered: Kafka may or may not have it;
+    // it is not sent again (were it lost, the counters would show it missing).
+    const unknown = e.code === 'outcome_unknown' || e.code === 'timeout'
+    if (unknown) nextSeq.set(key, seq + 1)
+    log('bad', `publish ${key} #${seq}: ${e.code}${unknown ? ' (may be in Kafka: not sent again)' : ', to be sent again'}`)
+  }).finally(() => inflight.delete(key))
+}
 async function generate (run) {
   let n = 0
   while (generator.run === run) {
-    const started = performance.now()
-    const key = KEYS[n % KEYS.length]
-    const seq = nextSeq.get(key) ?? 0
-    try {
-      await producer.publish(topic, JSON.stringify({ src, seq }), { key })
-      nextSeq.set(key, seq + 1)
-      totals.sent++
-      n++
-    } catch (e) {
-      // Not sent, or refused: the same number again. Sent but unanswered: Kafka may or may not have it; it is
-      // not sent again (were it lost, the counters would show it missing).
-      const unknown = e.code === 'outcome_unknown' || e.code === 'timeout'
-      if (unknown) nextSeq.set(key, seq + 1)
-      log('bad', `publish ${key} #${seq}: ${e.code}${unknown ? ' (may be in Kafka: not sent again)' : ', sending again'}`)
-      await sleep(500)
+    // The next key without a publish out, if any.
+    for (let tries = 0; tries < KEYS.length; tries++) {
+      const key = KEYS[n++ % KEYS.length]
+      if (!inflight.has(key)) {
+        publishNumbered(key)
+        break
+      }
     }
-    await sleep(Math.max(0, 1000 / +$('#rate').value - (performance.now() - started)))
+    await sleep(1000 / +$('#rate').value)
   }
 }
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
