@@ -31,10 +31,12 @@ test-e2e: e2e-deps
 	$(GO) test -count=1 -timeout 20m ./e2e/
 
 # The JavaScript client library: unit tests against a fake server, the type test, the size budget, and the browser
-# test in headless Chromium (skipped without /usr/bin/chromium; .ci/run installs it). Its live tests against the real
-# binary run in the end-to-end suite (TestClientLibrary).
-test-client:
+# test in headless Chromium (skipped without /usr/bin/chromium; .ci/run installs it); then the demo page, served
+# from this build's embedded file system, in Chromium. The library's live tests against the real binary run in the
+# end-to-end suite (TestClientLibrary).
+test-client: build
 	cd client && npm ci --no-audit --no-fund --loglevel=error && npm test && npm run typecheck && npm run size && npm run test:browser
+	cd client/browser && npm ci --no-audit --no-fund --loglevel=error && CADDY=$(CURDIR)/caddy npm test
 
 test: test-fast test-kafka test-e2e test-client
 

@@ -14,9 +14,11 @@
 //   then a new socket. Online, a page made visible, resumed or shown from the bfcache checks or reconnects at
 //   once; freeze and pagehide into the bfcache close the sockets until then.
 // - Subscriptions: every subscribe asks for delivery metadata and assignments. The client tracks, per
-//   partition, the next offset expected: records below it are dropped as duplicates, every reconnect
-//   resubscribes with `seek` there, and an `assigned` start above the offset asked for is a `gap` event
-//   (offset holes inside a stream are not). Partitions an `assigned` frame leaves out are forgotten.
+//   partition, the next offset expected: records below it are dropped as duplicates. A broadcast resubscribes
+//   with `seek` there after every reconnect, and an `assigned` start above the offset asked for is a `gap` event
+//   (offset holes inside a stream are not). A group member resubscribes without `seek`: the group's committed
+//   offsets are its position (a seek would take back what another member read meanwhile). Partitions an
+//   `assigned` frame leaves out are forgotten.
 // - Handlers: called in delivery order without waiting for each other; a record counts as handled once every
 //   handler of its topic has returned or resolved. With commit 'client' each partition is acknowledged up to
 //   its last record handled with nothing unhandled before it. A handler that throws or rejects is reported as

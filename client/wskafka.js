@@ -430,14 +430,15 @@ export function connect (url, options = {}) {
       const w = waiters.splice(0)
       const seek = {}
       let seeking = false
-      for (const pk of pos.keys()) {
+      const broadcast = cfg.mode === 'broadcast'
+      // A group's committed offsets are its position: a seek would take back what another member read since.
+      for (const pk of broadcast ? pos.keys() : []) {
         const [t, part] = split(pk)
         if (ts.includes(t)) {
           (seek[t] ??= {})[part] = resumeAt(pk)
           seeking = true
         }
       }
-      const broadcast = cfg.mode === 'broadcast'
       const p = {
         t: ts,
         consumer_group: cfg.group,
@@ -484,8 +485,9 @@ export function connect (url, options = {}) {
           const pk = pkey(t, part)
           listed.add(pk)
           const want = resumeAt(pk)
-          // Started above the seek: below the low watermark, lost.
-          if (want !== undefined && start > want) emit('gap', { topic: t, partition: +part, from: want, to: start })
+          // A broadcast started above its seek: below the low watermark, lost. A group member starting above
+          // its position finds what another member read meanwhile.
+          if (cfg.mode === 'broadcast' && want !== undefined && start > want) emit('gap', { topic: t, partition: +part, from: want, to: start })
           if (want === undefined || start > (pos.get(pk) ?? -1)) pos.set(pk, start)
         }
       }

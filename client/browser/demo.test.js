@@ -40,12 +40,15 @@ before(async () => {
   origin = `http://127.0.0.1:${port}`
   const config = join(scratch, 'Caddyfile')
   // Spaces, not tabs (standard's no-tabs); Caddy only notes the Caddyfile is not `caddy fmt`ed.
+  // The page and the library as users get them: from the binary's embedded file system (caddy.fs.wskafka), on
+  // the socket's route, as Caddyfile.example serves them.
   writeFileSync(config, `{
   admin off
+  filesystem wskafka-client wskafka
 }
 ${origin} {
-  handle /ws {
-    wskafka {
+  route {
+    wskafka /ws {
       brokers embedded
       producer {
         mq_interval 0
@@ -54,10 +57,10 @@ ${origin} {
         mq_interval 0
       }
     }
-  }
-  handle {
-    root * ${JSON.stringify(clientDir)}
-    file_server
+    file_server {
+      fs wskafka-client
+      etag_file_extensions .etag
+    }
   }
 }
 `)

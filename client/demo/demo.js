@@ -33,6 +33,7 @@ const stamp = (ms) => clock(ms) + '.' + String(ms % 1000).padStart(3, '0')
 let partitions = [...Array(PARTITIONS).keys()]
 let mode = params.get('mode') === 'broadcast' ? 'broadcast' : 'group'
 let owned = new Map() // partition → start offset of the last assigned frame
+const nextOffset = new Map() // partition → the offset after the last record this tab received
 let rebalances = 0
 let feedSocket = null // the socket of the last assigned frame: the subscription's
 let stats = new Map() // partition → { received, missing, duplicated, wire, handled, gaps }
@@ -71,8 +72,10 @@ function assigned (parts) {
   const next = new Map(Object.entries(parts).map(([p, o]) => [+p, o]))
   const gained = [...next.keys()].filter((p) => !owned.has(p))
   const lost = [...owned.keys()].filter((p) => !next.has(p))
-  // A partition this tab did not read: its sequences start again where it joins.
-  for (const [id, p] of keyPartition) if (gained.includes(p)) seqs.delete(id)
+  // A partition this tab did not read, or that another tab read on from while this one was away (it starts past
+  // what this tab received): its sequences start again where it joins.
+  const movedOn = [...next].filter(([p, o]) => gained.includes(p) || (nextOffset.has(p) && o > nextOffset.get(p))).map(([p]) => p)
+  for (const [id, p] of keyPartition) if (movedOn.includes(p)) seqs.delete(id)
   if (owned.size && (gained.length || lost.length)) rebalances++
   owned = next
   const list = [...next].sort((a, b) => a[0] - b[0]).map(([p, o]) => `P${p}@${o}`).join(' ') || 'none'
@@ -82,6 +85,7 @@ function assigned (parts) {
 
 function onRecord (r) {
   const p = r.partition
+  nextOffset.set(p, r.offset + 1)
   const s = st(p)
   s.received++
   s.handled++

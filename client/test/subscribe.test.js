@@ -40,10 +40,10 @@ test('changes within the subscribe window go out as one subscribe', async (t) =>
   assert.deepEqual(subConns(server)[0].subscribes.at(-1).t, ['a', 'c'])
 })
 
-test('after a reconnect the topics are subscribed again, seeking past what was delivered', async (t) => {
+test('after a reconnect a broadcast is subscribed again, seeking past what was delivered', async (t) => {
   const { client, server } = await setup(t, {}, { partitions: 2 })
   const got = []
-  await client.subscribe('orders', (r) => { got.push(`${r.partition}:${r.offset}`) }, { group: 'g' }).ready
+  await client.subscribe('orders', (r) => { got.push(`${r.partition}:${r.offset}`) }, { mode: 'broadcast' }).ready
   const conn = subConns(server)[0]
   server.deliver(conn, [0, 1, 2, 3, 4].map((offset) => ({ topic: 'orders', offset })))
   server.deliver(conn, [{ topic: 'orders', part: 1, offset: 7 }])
@@ -51,6 +51,25 @@ test('after a reconnect the topics are subscribed again, seeking past what was d
   conn.ws.close(1012, 'reload')
   await until(() => subConns(server).length === 2, 2000, 'resubscribed')
   assert.deepEqual(subConns(server)[1].subscribes[0].seek, { orders: { 0: 5, 1: 8 } })
+})
+
+test('a group member subscribes again without seek: the group\'s commits are its position', async (t) => {
+  const { client, server, gaps } = await setup(t, {}, { partitions: 2 })
+  const got = []
+  await client.subscribe('orders', (r) => { got.push(`${r.partition}:${r.offset}`) }, { group: 'g' }).ready
+  const conn = subConns(server)[0]
+  server.deliver(conn, [0, 1, 2].map((offset) => ({ topic: 'orders', offset })))
+  await until(() => got.length === 3)
+  conn.ws.close(1012, 'reload')
+  await until(() => subConns(server).length === 2, 2000, 'resubscribed')
+  const conn2 = subConns(server)[1]
+  assert.equal(conn2.subscribes[0].seek, undefined)
+  server.assigned(conn2, { orders: { 0: 9, 1: 0 } }) // another member read 3..8 meanwhile: no gap
+  server.deliver(conn2, [2, 9].map((offset) => ({ topic: 'orders', offset }))) // 2 again: a duplicate
+  await until(() => got.length === 4)
+  await sleep(10)
+  assert.deepEqual(got, ['0:0', '0:1', '0:2', '0:9'])
+  assert.deepEqual(gaps, [])
 })
 
 test('duplicates (offset below the next expected) are dropped', async (t) => {
@@ -68,7 +87,7 @@ test('duplicates (offset below the next expected) are dropped', async (t) => {
 test('offset holes inside a stream (compaction, transaction markers) are not gaps', async (t) => {
   const { client, server, gaps } = await setup(t)
   const got = []
-  await client.subscribe('orders', (r) => { got.push(r.offset) }).ready
+  await client.subscribe('orders', (r) => { got.push(r.offset) }, { mode: 'broadcast' }).ready
   const conn = subConns(server)[0]
   server.deliver(conn, [0, 5, 9].map((offset) => ({ topic: 'orders', offset })))
   await until(() => got.length === 3)
@@ -79,10 +98,10 @@ test('offset holes inside a stream (compaction, transaction markers) are not gap
   assert.deepEqual(gaps, [])
 })
 
-test('a start offset above the one asked for (assigned) is a gap; the first subscribe is not', async (t) => {
+test('a broadcast starting above the offset asked for (assigned) is a gap; the first subscribe is not', async (t) => {
   const { client, server, gaps } = await setup(t, {}, { start: (topic, part, want) => Math.max(want ?? 0, 20) })
   const got = []
-  await client.subscribe('orders', (r) => { got.push(r.offset) }).ready
+  await client.subscribe('orders', (r) => { got.push(r.offset) }, { mode: 'broadcast' }).ready
   const conn = subConns(server)[0]
   server.deliver(conn, [20, 21].map((offset) => ({ topic: 'orders', offset })))
   await until(() => got.length === 2)
@@ -94,17 +113,19 @@ test('a start offset above the one asked for (assigned) is a gap; the first subs
   assert.deepEqual(subConns(server)[1].subscribes[0].seek, { orders: { 0: 22 } })
 })
 
-test('partitions no longer assigned are forgotten: the next seek leaves them out', async (t) => {
+test('partitions no longer assigned are forgotten: what comes back of them is not a duplicate', async (t) => {
   const { client, server } = await setup(t, {}, { partitions: 2 })
-  await client.subscribe('orders', () => {}, { group: 'g' }).ready
+  const got = []
+  await client.subscribe('orders', (r) => { got.push(`${r.partition}:${r.offset}`) }, { group: 'g' }).ready
   const conn = subConns(server)[0]
   server.deliver(conn, [{ topic: 'orders', part: 0, offset: 3 }, { topic: 'orders', part: 1, offset: 8 }])
-  await sleep(10)
+  await until(() => got.length === 2)
   server.assigned(conn, { orders: { 1: 9 } }) // a rebalance: partition 0 went to another member
   await sleep(10)
-  conn.ws.close(1012)
-  await until(() => subConns(server).length === 2)
-  assert.deepEqual(subConns(server)[1].subscribes[0].seek, { orders: { 1: 9 } })
+  server.assigned(conn, { orders: { 0: 2, 1: 9 } }) // and came back, from the group's commit
+  server.deliver(conn, [{ topic: 'orders', part: 0, offset: 2 }])
+  await until(() => got.length === 3)
+  assert.deepEqual(got, ['0:3', '1:8', '0:2'])
 })
 
 test('broadcast subscriptions resume with seek too', async (t) => {
@@ -179,7 +200,7 @@ test('a handler error is isolated and reported; the record is not acknowledged u
   assert.deepEqual(got, [0, 2, 1])
 })
 
-test('a failed record is delivered again after a reconnect (the resubscribe seeks to it)', async (t) => {
+test('a failed record is delivered again after a reconnect (from the group\'s commit, which it held back)', async (t) => {
   const { client, server, errors } = await setup(t)
   const got = []
   await client.subscribe('orders', (r) => {
@@ -192,7 +213,7 @@ test('a failed record is delivered again after a reconnect (the resubscribe seek
   conn.ws.close(1012)
   await until(() => subConns(server).length === 2)
   const conn2 = subConns(server)[1]
-  assert.deepEqual(conn2.subscribes[0].seek, { orders: { 0: 1 } })
+  assert.equal(conn2.subscribes[0].seek, undefined)
   server.deliver(conn2, [1, 2, 3, 4].map((offset) => ({ topic: 'orders', offset })))
   await until(() => got.length === 5)
   assert.deepEqual(got, [0, 2, 3, 1, 4], '2 and 3 were handled already: dropped')
@@ -215,7 +236,7 @@ test('positions persist in storage under a key and survive a reload', async (t) 
   const storage = { getItem: (k) => store.get(k) ?? null, setItem: (k, v) => store.set(k, v) }
   const { client, server } = await setup(t, { persist: 'wsk', storage })
   let hold
-  await client.subscribe('orders', (r) => (r.offset === 6 ? new Promise((resolve) => { hold = resolve }) : undefined), { group: 'g' }).ready
+  await client.subscribe('orders', (r) => (r.offset === 6 ? new Promise((resolve) => { hold = resolve }) : undefined), { mode: 'broadcast' }).ready
   server.deliver(subConns(server)[0], [4, 5, 6, 7].map((offset) => ({ topic: 'orders', offset })))
   await until(() => hold)
   client.close() // offset 6 still being handled: the reload resumes there
@@ -225,7 +246,7 @@ test('positions persist in storage under a key and survive a reload', async (t) 
 
   const again = connect(server.url, { WebSocket, persist: 'wsk', storage })
   t.after(() => again.close())
-  await again.subscribe('orders', () => {}, { group: 'g' }).ready
+  await again.subscribe('orders', () => {}, { mode: 'broadcast' }).ready
   assert.deepEqual(subConns(server)[1].subscribes[0].seek, { orders: { 0: 6 } })
 })
 

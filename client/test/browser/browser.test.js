@@ -17,7 +17,7 @@ const page = `<!doctype html>
   import { connect } from '/wskafka.js'
   const got = []
   const client = connect(location.origin.replace('http', 'ws') + '/ws', { persist: 'positions', backoffBase: 10, reconnectSoon: 10 })
-  client.subscribe('orders', (r) => { got.push([r.offset, r.value instanceof Uint8Array ? [...r.value] : r.value]) })
+  client.subscribe('orders', (r) => { got.push([r.offset, r.value instanceof Uint8Array ? [...r.value] : r.value]) }, { mode: 'broadcast' })
   window.wsk = { client, got }
 </script>`
 
