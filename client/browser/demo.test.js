@@ -28,6 +28,8 @@ const skip = !existsSync(caddyPath)
 const DESKTOP = { width: 1280, height: 800 }
 const PHONE = { width: 390, height: 844 }
 const scratch = mkdtempSync(join(tmpdir(), 'wskafka-demo-'))
+let admin // Caddy's admin API, for the reload
+let caddyfile // the config served, loaded again with a change for the reload
 const shots = process.env.SCREENSHOTS ? join(here, 'screenshots') : join(scratch, 'screenshots')
 mkdirSync(shots, { recursive: true })
 
@@ -38,18 +40,21 @@ before(async () => {
   if (skip) return
   const port = await freePort()
   origin = `http://127.0.0.1:${port}`
+  admin = `http://127.0.0.1:${await freePort()}`
   const config = join(scratch, 'Caddyfile')
   // Spaces, not tabs (standard's no-tabs); Caddy only notes the Caddyfile is not `caddy fmt`ed.
   // The page and the library as users get them: from the binary's embedded file system (caddy.fs.wskafka), on
   // the socket's route, as Caddyfile.example serves them.
-  writeFileSync(config, `{
-  admin off
+  caddyfile = `{
+  admin ${admin.replace('http://', '')}
   filesystem wskafka-client wskafka
 }
 ${origin} {
   route {
     wskafka /ws {
       brokers embedded
+      close_delay 1s
+      write_timeout 10s
       producer {
         mq_interval 0
       }
@@ -63,7 +68,8 @@ ${origin} {
     }
   }
 }
-`)
+`
+  writeFileSync(config, caddyfile)
   caddy = spawn(caddyPath, ['run', '--config', config, '--adapter', 'caddyfile'], { stdio: ['ignore', 'pipe', 'pipe'] })
   caddy.stdout.on('data', (b) => logs.push(String(b)))
   caddy.stderr.on('data', (b) => logs.push(String(b)))
@@ -280,6 +286,27 @@ async function open (t, n, viewport = DESKTOP) {
   t.after(() => context.close())
   return { context, page: await tab(context, n) }
 }
+
+test('a config reload while records flow: every socket closed with 1012 comes back, 0 missing, 0 duplicated', { skip, timeout: 90000 }, async (t) => {
+  const { page } = await open(t, names('reload'))
+  await ownedBy(page, [0, 1, 2])
+  await page.$eval('#rate', (r) => { r.value = '20'; r.dispatchEvent(new Event('input')) })
+  await page.click('#generate')
+  await page.waitForFunction(() => window.demo.totals.ownReceived >= 20, null, { timeout: 15000 })
+  // A new config (write_timeout changed): the old one's sockets close with 1012 within its close_delay.
+  caddyfile = caddyfile.replace(/write_timeout \d+s/, `write_timeout ${10 + Math.floor(Math.random() * 50)}s`)
+  const res = await fetch(`${admin}/load`, { method: 'POST', headers: { Origin: admin, 'Content-Type': 'text/caddyfile' }, body: caddyfile })
+  assert.equal(res.status, 200, await res.text())
+  await page.waitForFunction(() => window.demo.totals.reconnects >= 1 && window.demo.state === 'connected', null, { timeout: 30000 })
+  const resumed = await page.evaluate(() => window.demo.totals.ownReceived)
+  await page.waitForFunction((n) => window.demo.totals.ownReceived >= n + 20, resumed, { timeout: 15000 })
+  await page.click('#generate')
+  await page.waitForFunction(() => window.demo.totals.ownReceived === window.demo.totals.sent, null, { timeout: 15000 }).catch(() => {})
+  const sent = await page.evaluate(() => window.demo.totals.sent)
+  assert.deepEqual({ ...await totals(page), received: await page.evaluate(() => window.demo.totals.ownReceived) }, { missing: 0, duplicated: 0, received: sent })
+  t.diagnostic(`reload: ${sent} records, ${await page.evaluate(() => window.demo.totals.reconnects)} reconnects`)
+  assert.deepEqual(page.errors, [])
+})
 
 // A tab of the demo in `context`.
 async function tab (context, n) {
