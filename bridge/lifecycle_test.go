@@ -92,6 +92,18 @@ func serveHub(t *testing.T, cfg Config, k Kafka, overTLS bool) (*Hub, *websocket
 	return hub, dialer, "ws" + strings.TrimPrefix(server.URL, "http")
 }
 
+// onlySession waits (bounded) for the hub's one session and returns it.
+func onlySession(t *testing.T, hub *Hub) *Session {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if s := hub.snapshot(); len(s) == 1 {
+			return s[0]
+		}
+	}
+	t.Fatal("no session")
+	return nil
+}
+
 func dial(t *testing.T, dialer *websocket.Dialer, url string) *websocket.Conn {
 	t.Helper()
 	conn, _, err := dialer.Dial(url, nil)
@@ -295,15 +307,7 @@ func TestControlFramesNeverInsideDataFrames(t *testing.T) {
 		}
 	})
 	defer func() { close(stopPinging); pongs.Wait() }()
-	var session *Session
-	for deadline := time.Now().Add(10 * time.Second); session == nil && time.Now().Before(deadline); {
-		if s := hub.snapshot(); len(s) == 1 {
-			session = s[0]
-		}
-	}
-	if session == nil {
-		t.Fatal("no session")
-	}
+	session := onlySession(t, hub)
 	pinged := 0
 	client.SetPingHandler(func(data string) error {
 		pinged++
@@ -345,15 +349,7 @@ func TestKeepaliveNeverWaitsForAStuckSocket(t *testing.T) {
 		return conn, err
 	}}
 	dial(t, dialer, url)
-	var session *Session
-	for deadline := time.Now().Add(10 * time.Second); session == nil && time.Now().Before(deadline); {
-		if s := hub.snapshot(); len(s) == 1 {
-			session = s[0]
-		}
-	}
-	if session == nil {
-		t.Fatal("no session")
-	}
+	session := onlySession(t, hub)
 	_ = session.conn.NetConn().(*net.TCPConn).SetWriteBuffer(4 << 10)
 	// Fill the socket until a frame waits in the queue: the writer is stuck in a write.
 	filled := make(chan struct{})
