@@ -289,7 +289,8 @@ test('a subscribe that times out is tried again on a new socket, its subscriptio
   await until(() => errors.some((e) => e.code === 'timeout'), 2000, 'the timeout reported')
   slow = false
   await sub.ready
-  assert.equal(subConns(server).length, 2)
+  // At least one new socket (a loaded machine may time out more than once before slow is cleared).
+  assert.ok(subConns(server).length >= 2, `got ${subConns(server).length} sockets, want a new one after the timeout`)
 })
 
 test('handlers of one topic are isolated: a throwing one stops no other, and is reported once all have finished', async (t) => {
