@@ -308,6 +308,66 @@ test('a config reload while records flow: every socket closed with 1012 comes ba
   assert.deepEqual(page.errors, [])
 })
 
+// The library's own reload scenario (client/test/live/reload.test.js) in the browser: the page's module imports
+// /wskafka.js from the demo origin and uses the browser's WebSocket, a client-commit group and a broadcast read
+// the same topic while the page publishes, and a config reload closes every socket with 1012.
+test('the library in the page across a reload: a client-commit group and a broadcast, nothing missed, nothing twice', { skip, timeout: 90000 }, async (t) => {
+  const context = await browser.newContext({ viewport: DESKTOP })
+  t.after(() => context.close())
+  const page = await context.newPage()
+  const errors = []
+  page.on('pageerror', (e) => errors.push(e.message))
+  await page.goto(`${origin}/wskafka.d.ts`) // any page of the origin; the module is imported below
+  const n = names('lib-reload')
+  await page.evaluate(async (n) => {
+    const { connect } = await import('/wskafka.js')
+    const client = connect(location.origin.replace(/^http/, 'ws') + '/ws', { reconnectSoon: 200 })
+    const s = { sent: 0, retried: [], group: [], broadcast: [], restarts: 0, errors: [], publishing: true }
+    window.lib = s
+    client.on('retry', (r) => { if (r.code === 1012) s.restarts++ })
+    client.on('error', (e) => s.errors.push(e.code))
+    await client.createTopics([{ name: n.topic, partitions: 3 }])
+    await Promise.all([
+      client.subscribe(n.topic, async (r) => { await new Promise((resolve) => setTimeout(resolve, 1)); s.group.push(r.value) }, { group: n.group, commit: 'client', from: 'earliest' }).ready,
+      client.subscribe(n.topic, (r) => { s.broadcast.push(r.value) }, { mode: 'broadcast', from: 'earliest' }).ready
+    ])
+    ;(async () => {
+      while (s.publishing) {
+        const value = String(s.sent)
+        try {
+          await client.publish(n.topic, value, { key: value })
+          s.sent++
+        } catch (e) {
+          s.retried.push(value) // unknown outcome: published again, perhaps twice in Kafka
+        }
+        await new Promise((resolve) => setTimeout(resolve, 10))
+      }
+    })()
+  }, n)
+  await page.waitForFunction(() => window.lib.group.length > 20 && window.lib.broadcast.length > 20, null, { timeout: 30000 })
+  caddyfile = caddyfile.replace(/write_timeout \d+s/, `write_timeout ${10 + Math.floor(Math.random() * 50)}s`)
+  const res = await fetch(`${admin}/load`, { method: 'POST', headers: { Origin: admin, 'Content-Type': 'text/caddyfile' }, body: caddyfile })
+  assert.equal(res.status, 200, await res.text())
+  await page.waitForFunction(() => window.lib.restarts >= 3, null, { timeout: 30000 })
+  const after = await page.evaluate(() => window.lib.sent)
+  await page.waitForFunction((n) => window.lib.sent >= n + 20, after, { timeout: 30000 })
+  await page.evaluate(() => { window.lib.publishing = false })
+  await page.waitForFunction(() => {
+    const s = window.lib
+    return new Set(s.group).size >= s.sent && new Set(s.broadcast).size >= s.sent
+  }, null, { timeout: 30000 }).catch(() => {})
+  const s = await page.evaluate(() => window.lib)
+  for (const name of ['group', 'broadcast']) {
+    const counts = new Map()
+    for (const v of s[name]) counts.set(v, (counts.get(v) ?? 0) + 1)
+    for (const [v, c] of counts) assert.ok(c === 1 || s.retried.includes(v), `${name}: record ${v} delivered ${c} times`)
+    for (let i = 0; i < s.sent; i++) assert.ok(counts.has(String(i)), `${name}: record ${i} missed`)
+  }
+  assert.deepEqual(s.errors.filter((c) => c !== 'outcome_unknown'), [])
+  assert.deepEqual(errors, [])
+  t.diagnostic(`library in Chromium across a reload: ${s.sent} records, ${s.restarts} sockets closed with 1012, ${s.retried.length} published again`)
+})
+
 // A tab of the demo in `context`.
 async function tab (context, n) {
   const page = await context.newPage()
