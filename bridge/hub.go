@@ -167,7 +167,7 @@ func (h *Hub) Go(conn *websocket.Conn, client Client, done func()) {
 // closing at once; otherwise each at its own moment, uniformly spread over the window, so that thousands of
 // clients do not reconnect at the same instant (what Caddy's reverse proxy does with stream_close_delay). The
 // members of one consumer group share their moment: closed together, the group rebalances once rather than once
-// per member leaving and once per member coming back. A later Close with a shorter spread hurries the sessions
+// per member leaving and once per member coming back. A later Close with spread 0 (exit) hurries the sessions
 // not yet closing. Each session answers what it read, flushes its publishes, leaves its consumer group and sends
 // its close frame, every step bounded by close_timeout. Close does not wait: Wait does.
 func (h *Hub) Close(code int, spread time.Duration) {
