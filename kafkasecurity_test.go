@@ -175,7 +175,7 @@ func TestKafkaSecurityValidate(t *testing.T) {
 			[]string{"tls.key_file is required with tls.cert_file"}},
 		{"key without cert", Handler{Brokers: brokers, TLS: &KafkaTLS{KeyFile: "k.pem"}},
 			[]string{"tls.cert_file is required with tls.key_file"}},
-		{"embedded broker", Handler{Brokers: []string{embedded}, TLS: &KafkaTLS{}},
+		{"embedded broker", Handler{Brokers: []string{embeddedBrokers}, TLS: &KafkaTLS{}},
 			[]string{"tls and sasl apply to real brokers: the embedded broker speaks plaintext only"}},
 	}
 	for _, tt := range tests {

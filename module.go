@@ -23,10 +23,11 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/wskafka/wskafka/bridge"
+	"github.com/wskafka/wskafka/internal/embedded"
 )
 
-// embedded is the brokers value that starts the in-process broker.
-const embedded = "embedded"
+// embeddedBrokers is the brokers value that starts the in-process broker.
+const embeddedBrokers = "embedded"
 
 // Defaults are the original connector's values where it had the setting.
 const (
@@ -249,15 +250,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 
 	brokers := h.Brokers
 	if isEmbedded(brokers) {
-		val, _, err := pool.LoadOrNew(embedded, func() (caddy.Destructor, error) {
+		val, _, err := pool.LoadOrNew(embeddedBrokers, func() (caddy.Destructor, error) {
 			h.logger.Warn("starting the embedded Kafka broker: it is in memory and keeps nothing across restarts; set brokers for real use")
-			return bridge.StartEmbeddedBroker()
+			return embedded.Start()
 		})
 		if err != nil {
 			return err
 		}
-		h.poolKeys = append(h.poolKeys, embedded)
-		brokers = val.(*bridge.EmbeddedBroker).Addrs()
+		h.poolKeys = append(h.poolKeys, embeddedBrokers)
+		brokers = val.(*embedded.Broker).Addrs()
 	}
 
 	kcfg := h.kafkaConfig(brokers)
@@ -300,7 +301,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 
 func (h *Handler) applyDefaults() {
 	if h.Brokers == nil {
-		h.Brokers = []string{embedded}
+		h.Brokers = []string{embeddedBrokers}
 	}
 	setDefault(&h.ClientID, defaultClientID)
 	setDefault(&h.ConnectTimeout, caddy.Duration(defaultConnectTimeout))
@@ -372,7 +373,7 @@ func (h *Handler) Validate() error {
 	switch {
 	case len(h.Brokers) == 0:
 		fail("brokers must list at least one host:port, or be embedded")
-	case slices.Contains(h.Brokers, embedded) && len(h.Brokers) > 1:
+	case slices.Contains(h.Brokers, embeddedBrokers) && len(h.Brokers) > 1:
 		fail("brokers: embedded cannot be combined with other brokers")
 	case !isEmbedded(h.Brokers):
 		for _, b := range h.Brokers {
@@ -725,7 +726,7 @@ var writeBuffers sync.Pool
 // that a reload with unchanged Kafka settings keeps its connections.
 var pool = caddy.NewUsagePool()
 
-func isEmbedded(brokers []string) bool { return len(brokers) == 1 && brokers[0] == embedded }
+func isEmbedded(brokers []string) bool { return len(brokers) == 1 && brokers[0] == embeddedBrokers }
 
 func setDefault[T comparable](field *T, value T) {
 	var zero T

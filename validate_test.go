@@ -438,7 +438,7 @@ func TestCaddyValidateProvisionWithoutBroker(t *testing.T) {
 				t.Errorf("got client_id %q after Provision, want the default filled in", h.ClientID)
 			}
 			keys := h.poolKeys
-			if len(keys) != 1 || keys[0] == embedded {
+			if len(keys) != 1 || keys[0] == embeddedBrokers {
 				t.Fatalf("got pool keys %q, want one, for the kafka clients only", keys)
 			}
 			if refs, ok := pool.References(keys[0]); !ok || refs != 1 {
