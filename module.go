@@ -82,7 +82,8 @@ type Handler struct {
 	// SASL authenticates the Kafka connections (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512). Default: none.
 	SASL *KafkaSASL `json:"sasl,omitempty"`
 
-	// ConnectTimeout bounds opening a connection to a broker. Default: 1s.
+	// ConnectTimeout bounds opening a connection to a broker, its API-version handshake included: a broker that
+	// accepts connections but does not answer counts as unreachable. Default: 1s.
 	ConnectTimeout caddy.Duration `json:"connect_timeout,omitempty"`
 
 	// RequestTimeout bounds every operation a client request starts against Kafka (a flush of publishes, a topic
