@@ -16,7 +16,6 @@ import (
 	"math"
 	"net"
 	"net/http"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -27,6 +26,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/wskafka/wskafka/internal/testkit"
 	"github.com/wskafka/wskafka/protocol"
 )
 
@@ -936,24 +936,15 @@ func (f *bystanderFigures) window(start, end time.Time) (sent, lost int, p99 tim
 			lost++
 		}
 	}
-	return sent, lost, percentile(lat, 0.99)
+	return sent, lost, testkit.Percentile(lat, 0.99)
 }
 
 func (f *bystanderFigures) p99All() time.Duration {
-	return percentile(slices.Collect(maps.Values(f.latency)), 0.99).Round(time.Millisecond)
+	return testkit.Percentile(slices.Collect(maps.Values(f.latency)), 0.99).Round(time.Millisecond)
 }
 
 func (f *bystanderFigures) maxAll() time.Duration {
-	return percentile(slices.Collect(maps.Values(f.latency)), 1).Round(time.Millisecond)
-}
-
-func percentile(d []time.Duration, q float64) time.Duration {
-	if len(d) == 0 {
-		return 0
-	}
-	slices.Sort(d)
-	i := int(math.Ceil(q*float64(len(d)))) - 1
-	return d[max(i, 0)]
+	return testkit.Percentile(slices.Collect(maps.Values(f.latency)), 1).Round(time.Millisecond)
 }
 
 // --- memory -------------------------------------------------------------------------------------------------
@@ -978,7 +969,7 @@ const rssSample = 20 * time.Millisecond
 func watchRSS(t *testing.T, pid int) *rssWatch {
 	t.Helper()
 	w := &rssWatch{pid: pid, stop: make(chan struct{}), done: make(chan struct{})}
-	if _, err := readRSS(pid); err != nil {
+	if _, err := testkit.ResidentBytes(pid); err != nil {
 		t.Fatal(err)
 	}
 	w.sample()
@@ -1003,7 +994,7 @@ func watchRSS(t *testing.T, pid int) *rssWatch {
 }
 
 func (w *rssWatch) sample() int64 {
-	v, err := readRSS(w.pid)
+	v, err := testkit.ResidentBytes(w.pid)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if err != nil {
@@ -1046,21 +1037,6 @@ func (w *rssWatch) overallPeak() int64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.overall
-}
-
-// readRSS returns VmRSS of /proc/<pid>/status, in bytes.
-func readRSS(pid int) (int64, error) {
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for line := range strings.Lines(string(status)) {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			return kb << 10, err
-		}
-	}
-	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
 }
 
 func mib(n int64) string { return fmt.Sprintf("%.1fMiB", float64(n)/(1<<20)) }

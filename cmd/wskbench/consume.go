@@ -11,6 +11,8 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/wskafka/wskafka/internal/testkit"
 )
 
 // subscribeTries bounds the tries of one subscribe.
@@ -246,7 +248,7 @@ func (b *bench) latencyRun(ctx context.Context, caddy *caddyProcess, s latencySe
 func newLatencyResult(latencies []time.Duration) *latencyResult {
 	slices.Sort(latencies)
 	res := &latencyResult{latencies: latencies, delivered: int64(len(latencies))}
-	res.p50, res.p99 = percentile(latencies, 50), percentile(latencies, 99)
+	res.p50, res.p99 = testkit.Percentile(latencies, 0.50), testkit.Percentile(latencies, 0.99)
 	if len(latencies) > 0 {
 		res.max = latencies[len(latencies)-1]
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/wskafka/wskafka/internal/testkit"
 )
 
 // idleSettle is how long the sockets sit before memory is read: goroutines started, buffers allocated.
@@ -39,7 +41,7 @@ func (b *bench) idle(ctx context.Context) error {
 	time.Sleep(time.Second)
 
 	res := &idleResult{sockets: b.cfg.idleSockets, window: b.cfg.idleWindow}
-	if res.rssBefore, err = residentBytes(caddy.pid()); err != nil {
+	if res.rssBefore, err = testkit.ResidentBytes(caddy.pid()); err != nil {
 		return err
 	}
 	start := time.Now()
@@ -62,7 +64,7 @@ func (b *bench) idle(ctx context.Context) error {
 	defer readers.Wait()
 	fmt.Printf("%d sockets open in %v\n", len(conns), res.dialTime.Round(time.Millisecond))
 	time.Sleep(idleSettle)
-	if res.rssAfter, err = residentBytes(caddy.pid()); err != nil {
+	if res.rssAfter, err = testkit.ResidentBytes(caddy.pid()); err != nil {
 		closeAll(conns)
 		return err
 	}

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/wskafka/wskafka/internal/testkit"
 )
 
 // Bounds of the reload storm.
@@ -340,8 +342,8 @@ func (b *bench) reloadPhase(ctx context.Context, n int, label, closeDelay string
 	}
 	slices.Sort(gaps)
 	slices.Sort(groupGaps)
-	res.gapP50, res.gapMax = percentile(gaps, 50), percentile(gaps, 100)
-	res.groupGapP50, res.groupGapMax = percentile(groupGaps, 50), percentile(groupGaps, 100)
+	res.gapP50, res.gapMax = testkit.Percentile(gaps, 0.50), testkit.Percentile(gaps, 1)
+	res.groupGapP50, res.groupGapMax = testkit.Percentile(groupGaps, 0.50), testkit.Percentile(groupGaps, 1)
 	for _, n := range perSecond {
 		res.peakReconnects = max(res.peakReconnects, n)
 	}
