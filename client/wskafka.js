@@ -223,7 +223,9 @@ function line (name, c, hooks = {}) {
   // One tick's requests go out as one frame (a batch: at most 1000, and maxFrameBytes).
   function flush () {
     flushing = false
-    if (state !== 'connected') return
+    // CLOSING (the server's close frame is in): a send would be dropped unseen, so the requests wait in the
+    // outbox for down(), which holds or refuses them as not sent; never "outcome unknown".
+    if (state !== 'connected' || ws.readyState !== 1) return
     const items = outbox
     outbox = []
     let frame = []

@@ -301,10 +301,13 @@ test('a config reload while records flow: every socket closed with 1012 comes ba
   const resumed = await page.evaluate(() => window.demo.totals.ownReceived)
   await page.waitForFunction((n) => window.demo.totals.ownReceived >= n + 20, resumed, { timeout: 15000 })
   await page.click('#generate')
-  await page.waitForFunction(() => window.demo.totals.ownReceived === window.demo.totals.sent, null, { timeout: 15000 }).catch(() => {})
-  const sent = await page.evaluate(() => window.demo.totals.sent)
-  assert.deepEqual({ ...await totals(page), received: await page.evaluate(() => window.demo.totals.ownReceived) }, { missing: 0, duplicated: 0, received: sent })
-  t.diagnostic(`reload: ${sent} records, ${await page.evaluate(() => window.demo.totals.reconnects)} reconnects`)
+  // A publish in flight when the close frame came has no reply (outcome unknown) but was read, so it is in
+  // Kafka: received counts it, sent does not. Nothing is missing either way.
+  await page.waitForFunction(() => window.demo.totals.ownReceived >= window.demo.totals.sent, null, { timeout: 15000 }).catch(() => {})
+  const { sent, unknown, ownReceived } = await page.evaluate(() => window.demo.totals)
+  assert.deepEqual(await totals(page), { missing: 0, duplicated: 0 })
+  assert.ok(ownReceived >= sent && ownReceived <= sent + unknown, `received ${ownReceived}, sent ${sent} with a reply and ${unknown} without`)
+  t.diagnostic(`reload: ${sent} records, ${unknown} without a reply, ${await page.evaluate(() => window.demo.totals.reconnects)} reconnects`)
   assert.deepEqual(page.errors, [])
 })
 

@@ -39,7 +39,7 @@ let feedSocket = null // the socket of the last assigned frame: the subscription
 let stats = new Map() // partition → { received, missing, duplicated, wire, handled, gaps }
 let seqs = new Map() // src + key → next seq expected
 let keyPartition = new Map() // src + key → partition
-const totals = { sent: 0, received: 0, reconnects: 0, ownReceived: 0 }
+const totals = { sent: 0, received: 0, reconnects: 0, ownReceived: 0, unknown: 0 } // unknown: publishes without a reply
 const rates = new Map() // partition → completed seconds, oldest first
 const current = new Map() // partition → records in the second in progress
 let sub = null
@@ -186,7 +186,10 @@ function publishNumbered (key) {
     // Not sent, or refused: the same number next time. Sent but unanswered: Kafka may or may not have it;
     // it is not sent again (were it lost, the counters would show it missing).
     const unknown = e.code === 'outcome_unknown' || e.code === 'timeout'
-    if (unknown) nextSeq.set(key, seq + 1)
+    if (unknown) {
+      nextSeq.set(key, seq + 1)
+      totals.unknown++
+    }
     log('bad', `publish ${key} #${seq}: ${e.code}${unknown ? ' (may be in Kafka: not sent again)' : ', to be sent again'}`)
   }).finally(() => inflight.delete(key))
 }

@@ -50,6 +50,21 @@ test('1001 and 1012 reconnect soon, still jittered, whatever the attempt', async
   assert.deepEqual(retries.map((r) => [r.code, r.delay]), [[1012, 50], [1001, 50], [1012, 50]])
 })
 
+test('a request made after the server\'s close frame came is not sent: not_connected, never outcome unknown', async (t) => {
+  const { client, server } = await setup(t)
+  const conn = await server.next(1)
+  await until(() => client.state === 'connected')
+  // The server keeps the client's close answer unread, so the client's socket stays CLOSING: a send there is
+  // dropped by the WebSocket without a word (browsers and ws alike).
+  conn.ws._socket.pause()
+  conn.ws.close(1012, 'reload')
+  await until(() => conn.ws._socket.readableLength > 0, 2000, "the client's close frame")
+  const sent = client.publish('orders', 'after the close frame')
+  conn.ws._socket.resume()
+  await assert.rejects(sent, (e) => e.code === 'not_connected')
+  assert.deepEqual(conn.requests, [], 'nothing was written to the closing socket')
+})
+
 test('1013 (refused or too slow) retries later, with backoff, and resubscribes', async (t) => {
   const { client, retries, server } = await setup(t, { random: () => 0.5, tryLater: 40 })
   const sub = client.subscribe('news', () => {}, { mode: 'broadcast' })
