@@ -21,9 +21,10 @@ vet:
 test-fast: vet
 	env -u KAFKA_BROKERS $(GO) test -race -count=1 $(PACKAGES)
 
-# The integration tests again, against the cluster in KAFKA_BROKERS (skipped when it is not set).
+# The integration tests and the Kafka adapter's own again, against the cluster in KAFKA_BROKERS (skipped when it is
+# not set).
 test-kafka:
-	@if [ -n "$$KAFKA_BROKERS" ]; then $(GO) test -count=1 -timeout 15m . ; \
+	@if [ -n "$$KAFKA_BROKERS" ]; then $(GO) test -count=1 -timeout 15m . ./kafkago/ ; \
 	else echo "test-kafka: KAFKA_BROKERS is not set, skipped"; fi
 
 # The end-to-end suite: the real binary, real clients, KAFKA_BROKERS or an in-process broker.

@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-
-	"github.com/wskafka/wskafka/bridge"
 )
 
 func init() {
@@ -40,18 +38,18 @@ func (ReadinessAPI) Routes() []caddy.AdminRoute {
 // is about the running config.
 type servingClusters struct {
 	mu       sync.Mutex
-	handlers map[*bridge.Cluster]int
+	handlers map[*cluster]int
 }
 
-var serving = servingClusters{handlers: make(map[*bridge.Cluster]int)}
+var serving = servingClusters{handlers: make(map[*cluster]int)}
 
-func (s *servingClusters) add(c *bridge.Cluster) {
+func (s *servingClusters) add(c *cluster) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.handlers[c]++
 }
 
-func (s *servingClusters) remove(c *bridge.Cluster) {
+func (s *servingClusters) remove(c *cluster) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.handlers[c]--; s.handlers[c] <= 0 {
@@ -59,10 +57,10 @@ func (s *servingClusters) remove(c *bridge.Cluster) {
 	}
 }
 
-func (s *servingClusters) clusters() []*bridge.Cluster {
+func (s *servingClusters) clusters() []*cluster {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	clusters := make([]*bridge.Cluster, 0, len(s.handlers))
+	clusters := make([]*cluster, 0, len(s.handlers))
 	for c := range s.handlers {
 		clusters = append(clusters, c)
 	}

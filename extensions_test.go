@@ -13,8 +13,6 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/segmentio/kafka-go"
-
-	"github.com/wskafka/wskafka/bridge"
 )
 
 // The protocol's opt-in extensions (protocol/doc.go), each through a real Caddy, real sockets and the broker.
@@ -647,11 +645,11 @@ func subscribedTopics(t *testing.T, c *client) []string {
 }
 
 // sharedCluster returns the one set of Kafka clients the pool holds.
-func sharedCluster(t *testing.T) *bridge.Cluster {
+func sharedCluster(t *testing.T) *cluster {
 	t.Helper()
-	var clusters []*bridge.Cluster
+	var clusters []*cluster
 	pool.Range(func(_, value any) bool {
-		if c, ok := value.(*bridge.Cluster); ok {
+		if c, ok := value.(*cluster); ok {
 			clusters = append(clusters, c)
 		}
 		return true
@@ -760,7 +758,7 @@ func TestBroadcastReadsTopicOnceForAllSockets(t *testing.T) {
 	srv := startServer(t, serverOptions{handler: map[string]any{"limits": map[string]any{"max_connections_per_client": -1}}})
 	topic := topicName(t)
 	createTopicPartitions(t, partitions, topic)
-	broadcaster := sharedCluster(t).Broadcaster
+	broadcaster := sharedCluster(t).broadcaster
 	before := broadcaster.ReadersStarted()
 
 	sub := `{"id":1,"t":"topic","a":"subscribe","p":{"t":["` + topic + `"],"mode":"broadcast","meta":true}}`

@@ -11,7 +11,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
-	"github.com/wskafka/wskafka/bridge"
+	"github.com/wskafka/wskafka/kafkago"
 )
 
 // KafkaTLS makes the bridge's Kafka connections (producer, consumers, admin) use TLS. Every field may hold
@@ -31,7 +31,7 @@ type KafkaTLS struct {
 	// interception; the log warns about it. Default: false.
 	InsecureSkipVerify bool `json:"insecure_skip_verify,omitempty"`
 
-	resolved bridge.TLSConfig // the files read, by provision
+	resolved kafkago.TLSConfig // the files read, by provision
 }
 
 // KafkaSASL authenticates the bridge's Kafka connections. Username and password may hold placeholders such as
@@ -46,7 +46,7 @@ type KafkaSASL struct {
 	// required.
 	Password string `json:"password,omitempty"`
 
-	resolved bridge.SASLConfig // placeholders replaced, by provision
+	resolved kafkago.SASLConfig // placeholders replaced, by provision
 }
 
 // unmarshalKafkaTLS parses
@@ -147,9 +147,9 @@ func (h *Handler) validateKafkaSecurity() []error {
 	if s := h.SASL; s != nil {
 		switch m := strings.ToLower(s.Mechanism); {
 		case m == "":
-			fail("sasl.mechanism is required (want one of %s)", strings.Join(bridge.SASLMechanisms, ", "))
-		case !slices.Contains(bridge.SASLMechanisms, m):
-			fail("sasl.mechanism: unknown value %q (want one of %s)", s.Mechanism, strings.Join(bridge.SASLMechanisms, ", "))
+			fail("sasl.mechanism is required (want one of %s)", strings.Join(kafkago.SASLMechanisms, ", "))
+		case !slices.Contains(kafkago.SASLMechanisms, m):
+			fail("sasl.mechanism: unknown value %q (want one of %s)", s.Mechanism, strings.Join(kafkago.SASLMechanisms, ", "))
 		}
 		if s.Username == "" {
 			fail("sasl.username is required")
@@ -169,7 +169,7 @@ func (h *Handler) provisionKafkaSecurity() error {
 	// blanks unknown ones, which would change a literal password that has braces in it.
 	resolve := func(s string) string { return repl.ReplaceKnown(s, "") }
 	if t := h.TLS; t != nil {
-		t.resolved = bridge.TLSConfig{ServerName: resolve(t.ServerName), InsecureSkipVerify: t.InsecureSkipVerify}
+		t.resolved = kafkago.TLSConfig{ServerName: resolve(t.ServerName), InsecureSkipVerify: t.InsecureSkipVerify}
 		for _, f := range []struct {
 			name string
 			path string
@@ -188,10 +188,10 @@ func (h *Handler) provisionKafkaSecurity() error {
 			}
 			*f.pem = pem
 		}
-		if _, err := (bridge.TLSConfig{CA: t.resolved.CA}).Build(); err != nil {
+		if _, err := (kafkago.TLSConfig{CA: t.resolved.CA}).Build(); err != nil {
 			return fmt.Errorf("tls.ca_file %s: %w", resolve(t.CAFile), err)
 		}
-		if _, err := (bridge.TLSConfig{Cert: t.resolved.Cert, Key: t.resolved.Key}).Build(); err != nil {
+		if _, err := (kafkago.TLSConfig{Cert: t.resolved.Cert, Key: t.resolved.Key}).Build(); err != nil {
 			return fmt.Errorf("tls.cert_file and tls.key_file: %w", err)
 		}
 		if t.InsecureSkipVerify {
@@ -199,7 +199,7 @@ func (h *Handler) provisionKafkaSecurity() error {
 		}
 	}
 	if s := h.SASL; s != nil {
-		s.resolved = bridge.SASLConfig{
+		s.resolved = kafkago.SASLConfig{
 			Mechanism: strings.ToLower(s.Mechanism),
 			Username:  resolve(s.Username),
 			Password:  resolve(s.Password),
@@ -226,7 +226,7 @@ func (h *Handler) provisionKafkaSecurity() error {
 }
 
 // bridge returns the settings provision resolved, for the bridge's KafkaConfig; nil without a tls block.
-func (t *KafkaTLS) bridge() *bridge.TLSConfig {
+func (t *KafkaTLS) bridge() *kafkago.TLSConfig {
 	if t == nil {
 		return nil
 	}
@@ -235,7 +235,7 @@ func (t *KafkaTLS) bridge() *bridge.TLSConfig {
 }
 
 // bridge returns the settings provision resolved, for the bridge's KafkaConfig; nil without a sasl block.
-func (s *KafkaSASL) bridge() *bridge.SASLConfig {
+func (s *KafkaSASL) bridge() *kafkago.SASLConfig {
 	if s == nil {
 		return nil
 	}

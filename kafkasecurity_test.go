@@ -26,7 +26,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
-	"github.com/wskafka/wskafka/bridge"
+	"github.com/wskafka/wskafka/kafkago"
 )
 
 // secret is the password of the tests; no log line, error or pool key may contain it.
@@ -370,7 +370,7 @@ func TestKafkaSecurityPoolKey(t *testing.T) {
 
 // TestSASLConfigNeverPrintsPassword protects the other ways a config reaches a log: fmt and JSON.
 func TestSASLConfigNeverPrintsPassword(t *testing.T) {
-	cfg := bridge.KafkaConfig{Brokers: []string{"k:9093"}, SASL: &bridge.SASLConfig{Mechanism: "plain", Username: "alice", Password: secret}}
+	cfg := kafkago.Config{Brokers: []string{"k:9093"}, SASL: &kafkago.SASLConfig{Mechanism: "plain", Username: "alice", Password: secret}}
 	b, err := json.Marshal(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -402,7 +402,7 @@ func TestSASLOverTLSInProcess(t *testing.T) {
 	}
 	defer cluster.Close()
 
-	for _, mechanism := range bridge.SASLMechanisms {
+	for _, mechanism := range kafkago.SASLMechanisms {
 		t.Run(mechanism, func(t *testing.T) {
 			t.Setenv("WSKAFKA_TEST_PASSWORD", secret)
 			srv, logPath := startSecuredServer(t, cluster.ListenAddrs(), pki.caFile, mechanism)

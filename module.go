@@ -5,7 +5,6 @@ package wskafka
 
 import (
 	"bufio"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -23,7 +22,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/wskafka/wskafka/bridge"
-	"github.com/wskafka/wskafka/internal/embedded"
+	"github.com/wskafka/wskafka/kafkago"
 )
 
 // embeddedBrokers is the brokers value that starts the in-process broker.
@@ -139,7 +138,7 @@ type Handler struct {
 	Consumer *ConsumerOptions `json:"consumer,omitempty"`
 
 	logger   *zap.Logger
-	cluster  *bridge.Cluster
+	cluster  *cluster
 	hub      *bridge.Hub
 	upgrader websocket.Upgrader
 	poolKeys []string // pool entries this handler holds, released by Cleanup
@@ -249,39 +248,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 
-	brokers := h.Brokers
-	if isEmbedded(brokers) {
-		val, _, err := pool.LoadOrNew(embeddedBrokers, func() (caddy.Destructor, error) {
-			h.logger.Warn("starting the embedded Kafka broker: it is in memory and keeps nothing across restarts; set brokers for real use")
-			return embedded.Start()
-		})
-		if err != nil {
-			return err
-		}
-		h.poolKeys = append(h.poolKeys, embeddedBrokers)
-		brokers = val.(*embedded.Broker).Addrs()
-	}
-
-	kcfg := h.kafkaConfig(brokers)
-	key, err := json.Marshal(kcfg)
-	if err != nil {
-		return fmt.Errorf("encoding kafka settings: %w", err)
-	}
-	val, _, err := pool.LoadOrNew(string(key), func() (caddy.Destructor, error) {
-		h.logger.Info("kafka clients ready", zap.Strings("brokers", brokers), zap.String("client_id", h.ClientID))
-		return bridge.NewCluster(kcfg, h.logger.Named("kafka"))
-	})
-	if err != nil {
+	if err := h.takeCluster(); err != nil {
 		return err
 	}
-	h.poolKeys = append(h.poolKeys, string(key))
 
 	if h.Permissions == nil {
 		h.logger.Warn("no permissions block: every client may create, list, describe, publish to and subscribe to any topic, in any group; see the README's Security section")
 	}
-	h.cluster = val.(*bridge.Cluster)
 	serving.add(h.cluster)
-	h.hub = bridge.NewHub(h.bridgeConfig(), h.cluster, h.logger)
+	h.hub = bridge.NewHub(h.bridgeConfig(), h.cluster, h.cluster.broadcaster, h.logger)
 	h.upgrader = websocket.Upgrader{
 		HandshakeTimeout: time.Duration(h.WriteTimeout),
 		Subprotocols:     []string{subprotocol},
@@ -424,11 +399,11 @@ func (h *Handler) Validate() error {
 		if p.AckTimeout < 0 {
 			fail("producer.ack_timeout must not be negative")
 		}
-		if p.Partitioner != "" && !slices.Contains(bridge.Partitioners, p.Partitioner) {
-			fail("producer.partitioner: unknown value %q (want one of %s)", p.Partitioner, strings.Join(bridge.Partitioners, ", "))
+		if p.Partitioner != "" && !slices.Contains(kafkago.Partitioners, p.Partitioner) {
+			fail("producer.partitioner: unknown value %q (want one of %s)", p.Partitioner, strings.Join(kafkago.Partitioners, ", "))
 		}
-		if p.Compression != "" && !slices.Contains(bridge.Compressions, p.Compression) {
-			fail("producer.compression: unknown value %q (want one of %s)", p.Compression, strings.Join(bridge.Compressions, ", "))
+		if p.Compression != "" && !slices.Contains(kafkago.Compressions, p.Compression) {
+			fail("producer.compression: unknown value %q (want one of %s)", p.Compression, strings.Join(kafkago.Compressions, ", "))
 		}
 		if p.MaxAttempts < 0 {
 			fail("producer.max_attempts must not be negative")
@@ -474,8 +449,8 @@ func (h *Handler) Validate() error {
 			fail("consumer.fetch_min_bytes must not exceed consumer.fetch_max_bytes")
 		}
 		for _, b := range c.GroupBalancers {
-			if !slices.Contains(bridge.GroupBalancers, b) {
-				fail("consumer.group_balancers: unknown value %q (want %s)", b, strings.Join(bridge.GroupBalancers, " or "))
+			if !slices.Contains(kafkago.GroupBalancers, b) {
+				fail("consumer.group_balancers: unknown value %q (want %s)", b, strings.Join(kafkago.GroupBalancers, " or "))
 			}
 		}
 		if c.GroupID != "" && len(c.GroupID) > 255 {
@@ -493,9 +468,9 @@ type namedDuration struct {
 
 var requiredAcks = map[string]int{"none": 0, "one": 1, "all": -1}
 
-func (h *Handler) kafkaConfig(brokers []string) bridge.KafkaConfig {
+func (h *Handler) kafkaConfig(brokers []string) kafkago.Config {
 	p, c := h.Producer, h.Consumer
-	return bridge.KafkaConfig{
+	return kafkago.Config{
 		Brokers:           brokers,
 		ClientID:          h.ClientID,
 		ConnectTimeout:    time.Duration(h.ConnectTimeout),
@@ -670,64 +645,8 @@ func (h *Handler) Cleanup() error {
 	return nil
 }
 
-// release gives back pool entries, in reverse: the clients before the embedded broker they talk to.
-func release(keys []string) error {
-	var errs []error
-	for i := len(keys) - 1; i >= 0; i-- {
-		if _, err := pool.Delete(keys[i]); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// closingHubs are the hubs of configs replaced by a reload whose connections are still closing, spread over
-// close_delay. Exiting Caddy closes them at once.
-type closingHubs struct {
-	mu   sync.Mutex
-	hubs map[*bridge.Hub]struct{}
-	done sync.WaitGroup
-}
-
-var lingering closingHubs
-
-// add watches a closing hub and releases its pool entries once its last connection has closed.
-func (c *closingHubs) add(hub *bridge.Hub, keys []string, logger *zap.Logger) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.hubs == nil {
-		c.hubs = make(map[*bridge.Hub]struct{})
-	}
-	c.hubs[hub] = struct{}{}
-	c.done.Go(func() {
-		hub.Wait()
-		c.mu.Lock()
-		delete(c.hubs, hub)
-		c.mu.Unlock()
-		if err := release(keys); err != nil {
-			logger.Error("releasing the Kafka clients of a replaced config", zap.Error(err))
-		}
-	})
-}
-
-// closeAll closes the connections of every closing hub at once, with 1001 (going away), and waits for them.
-func (c *closingHubs) closeAll() {
-	c.mu.Lock()
-	for hub := range c.hubs {
-		hub.Close(websocket.CloseGoingAway, 0)
-	}
-	c.mu.Unlock()
-	c.done.Wait()
-}
-
 // writeBuffers are gorilla's write buffers, shared by every socket of every handler.
 var writeBuffers sync.Pool
-
-// pool holds what outlives one config: the embedded broker and the Kafka clients, keyed by their settings, so
-// that a reload with unchanged Kafka settings keeps its connections.
-var pool = caddy.NewUsagePool()
-
-func isEmbedded(brokers []string) bool { return len(brokers) == 1 && brokers[0] == embeddedBrokers }
 
 func setDefault[T comparable](field *T, value T) {
 	var zero T

@@ -611,7 +611,7 @@ func (sub *broadcastSubscription) readUpTo(ctx context.Context, st *stream, part
 		}
 		offset = rec.Offset + 1
 		batch = append(batch, rec)
-		if bytes += recordSize(&rec); len(batch) >= st.key.limit || bytes >= s.queued.max/2 {
+		if bytes += rec.Size(); len(batch) >= st.key.limit || bytes >= s.queued.max/2 {
 			if !flush() {
 				return ctx.Err()
 			}
@@ -667,26 +667,4 @@ func (sub *broadcastSubscription) leaveTopics(topics []string) {
 	for _, st := range leaving {
 		sub.session.hub.broadcaster.leave(st, sub.session)
 	}
-}
-
-// Cluster is what handlers with the same Kafka settings share, also across config reloads: the Kafka clients
-// and the broadcast streams.
-type Cluster struct {
-	*KafkaGo
-	Broadcaster *Broadcaster
-}
-
-// NewCluster builds the clients; it does not dial.
-func NewCluster(cfg KafkaConfig, logger *zap.Logger) (*Cluster, error) {
-	k, err := NewKafkaGo(cfg, logger)
-	if err != nil {
-		return nil, err
-	}
-	return &Cluster{KafkaGo: k, Broadcaster: NewBroadcaster(k, logger)}, nil
-}
-
-// Destruct stops the streams, then closes the clients.
-func (c *Cluster) Destruct() error {
-	c.Broadcaster.Close()
-	return c.KafkaGo.Destruct()
 }

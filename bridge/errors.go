@@ -4,16 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"syscall"
-
-	"github.com/segmentio/kafka-go"
 
 	"github.com/wskafka/wskafka/protocol"
 )
 
-// Conditions the protocol reports with their own codes. Kafka client errors are matched to them by
-// replyError, so the rest of the bridge only wraps and passes errors on.
+// Conditions the protocol reports with their own codes. The Kafka adapter makes its errors match them (errors.Is),
+// and replyError picks the reply's code by them, so the rest of the bridge only wraps and passes errors on.
 var (
 	// ErrUnknownTopic: a topic named in a request does not exist.
 	ErrUnknownTopic = errors.New("unknown topic")
@@ -25,6 +21,10 @@ var (
 	ErrUnknownPartition = errors.New("unknown partition")
 	// ErrOffsetOutOfRange: a partition reader's offset no longer exists in the partition.
 	ErrOffsetOutOfRange = errors.New("offset out of range")
+	// ErrKafkaTimeout: a broker took longer than its own deadline to answer.
+	ErrKafkaTimeout = errors.New("kafka timed out")
+	// ErrKafkaUnavailable: no broker could be reached, or none leads the partition at the moment.
+	ErrKafkaUnavailable = errors.New("kafka unavailable")
 )
 
 // replyError turns an error from a Kafka operation into the error payload of an s:1 reply.
@@ -32,23 +32,14 @@ func replyError(op string, err error) *protocol.Error {
 	switch {
 	case errors.Is(err, ErrShuttingDown):
 		return &protocol.Error{Code: protocol.CodeShuttingDown, Message: op + ": " + err.Error()}
-	case errors.Is(err, ErrUnknownTopic), errors.Is(err, ErrUnknownPartition), errors.Is(err, kafka.UnknownTopicOrPartition):
+	case errors.Is(err, ErrUnknownTopic), errors.Is(err, ErrUnknownPartition):
 		return &protocol.Error{Code: protocol.CodeUnknownTopic, Message: op + ": " + err.Error()}
-	case errors.Is(err, ErrMessageTooLarge), errors.Is(err, kafka.MessageSizeTooLarge):
+	case errors.Is(err, ErrMessageTooLarge):
 		return &protocol.Error{Code: protocol.CodeInvalidPayload, Message: op + ": " + err.Error()}
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, kafka.RequestTimedOut):
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, ErrKafkaTimeout):
 		return &protocol.Error{Code: protocol.CodeKafkaTimeout, Message: fmt.Sprintf("%s: kafka did not answer in time: %v", op, err)}
-	case unreachable(err):
+	case errors.Is(err, ErrKafkaUnavailable):
 		return &protocol.Error{Code: protocol.CodeKafkaUnavailable, Message: fmt.Sprintf("%s: kafka is unreachable: %v", op, err)}
 	}
 	return &protocol.Error{Code: protocol.CodeKafkaError, Message: op + ": " + err.Error()}
-}
-
-// unreachable tells whether err means no broker could be reached, as opposed to a broker refusing the request.
-func unreachable(err error) bool {
-	var opErr *net.OpError
-	var dnsErr *net.DNSError
-	return errors.As(err, &opErr) || errors.As(err, &dnsErr) ||
-		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, kafka.BrokerNotAvailable) ||
-		errors.Is(err, kafka.LeaderNotAvailable) || errors.Is(err, kafka.NotLeaderForPartition)
 }

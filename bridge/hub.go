@@ -51,12 +51,9 @@ type Hub struct {
 	pinger      sync.WaitGroup
 }
 
-// NewHub returns a hub serving sessions with cfg over the given cluster's clients and broadcast streams.
-func NewHub(cfg Config, cluster *Cluster, logger *zap.Logger) *Hub {
-	return newHub(cfg, cluster, cluster.Broadcaster, logger)
-}
-
-func newHub(cfg Config, kafka Kafka, broadcaster *Broadcaster, logger *zap.Logger) *Hub {
+// NewHub returns a hub serving sessions with cfg over kafka, sharing the broadcast streams of broadcaster (one per
+// cluster, so that a topic is read once however many handlers and configs use it).
+func NewHub(cfg Config, kafka Kafka, broadcaster *Broadcaster, logger *zap.Logger) *Hub {
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &Hub{
 		cfg: cfg, kafka: kafka, broadcaster: broadcaster, topics: newKnownTopics(kafka, cfg.RequestTimeout), logger: logger,

@@ -24,6 +24,20 @@ type Record struct {
 	HighWatermark int64
 }
 
+// Size is what a record weighs against every bound that counts bytes (max_message_bytes, the buffers of
+// publishes and of fetched records): its key, value and headers.
+func (r *Record) Size() int64 {
+	n := len(r.Key) + len(r.Value)
+	for _, h := range r.Headers {
+		n += len(h.Key) + len(h.Value)
+	}
+	return int64(n)
+}
+
+// RecordOverhead is a generous bound on what Kafka's record framing adds to a record's Size: a publish is refused
+// early when it would not fit in max_message_bytes with it, and a producer cuts requests by it.
+const RecordOverhead = 64
+
 // Header is one record header.
 type Header struct {
 	Key   string

@@ -67,7 +67,7 @@ func sessionConfig() Config {
 // with the URL to use.
 func serveHub(t *testing.T, cfg Config, k Kafka, overTLS bool) (*Hub, *websocket.Dialer, string) {
 	t.Helper()
-	hub := newHub(cfg, k, nil, zap.NewNop())
+	hub := NewHub(cfg, k, nil, zap.NewNop())
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		conn, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
 		if err != nil {

@@ -7,10 +7,6 @@ import (
 	"time"
 )
 
-// recordOverhead is a generous bound on what Kafka's record framing adds to a record's key and value; a publish
-// is refused early when it would not fit in max_message_bytes with it.
-const recordOverhead = 64
-
 // pending is what the reply to one buffered publish needs.
 type pending struct {
 	req     requestRef
@@ -80,12 +76,9 @@ func newPublisher(producer Producer, cfg ProducerConfig, timeout time.Duration, 
 // Add buffers one publish. It blocks while the buffer is full, until a flush takes it, ctx ends or the Publisher
 // is closed.
 func (p *Publisher) Add(ctx context.Context, rec Record, req requestRef, receipt bool) error {
-	size := len(rec.Key) + len(rec.Value) + recordOverhead
-	for _, h := range rec.Headers {
-		size += len(h.Key) + len(h.Value)
-	}
+	size := int(rec.Size()) + RecordOverhead
 	if size > p.cfg.MaxMessageBytes {
-		return fmt.Errorf("%w: %d bytes, more than max_message_bytes %d", ErrMessageTooLarge, size-recordOverhead, p.cfg.MaxMessageBytes)
+		return fmt.Errorf("%w: %d bytes, more than max_message_bytes %d", ErrMessageTooLarge, size-RecordOverhead, p.cfg.MaxMessageBytes)
 	}
 	p.mu.Lock()
 	for p.buf.len() >= p.cfg.MQLimit || p.buf.len() > 0 && p.bufBytes+int64(size) > p.cfg.MaxBufferBytes {

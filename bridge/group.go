@@ -277,7 +277,7 @@ func feed(ctx context.Context, reader PartitionReader, records chan<- Record, bu
 			return err
 		}
 		lag.set(rec.HighWatermark - rec.Offset - 1)
-		if budget != nil && !budget.take(ctx, nil, recordSize(&rec)) {
+		if budget != nil && !budget.take(ctx, nil, rec.Size()) {
 			return ctx.Err()
 		}
 		select {
@@ -285,20 +285,11 @@ func feed(ctx context.Context, reader PartitionReader, records chan<- Record, bu
 			*offset = rec.Offset + 1
 		case <-ctx.Done():
 			if budget != nil {
-				budget.give(recordSize(&rec))
+				budget.give(rec.Size())
 			}
 			return ctx.Err()
 		}
 	}
-}
-
-// recordSize is what a record weighs against a byte budget.
-func recordSize(r *Record) int64 {
-	n := len(r.Key) + len(r.Value)
-	for _, h := range r.Headers {
-		n += len(h.Key) + len(h.Value)
-	}
-	return int64(n)
 }
 
 // deliverer batches one generation's records into notification frames and commits what the socket took (or,
@@ -367,7 +358,7 @@ func (d *deliverer) run(ctx context.Context) {
 				d.batch = drainReady(d.records, d.batch, limit)
 			}
 			for i := before; i < len(d.batch); i++ {
-				d.batchBytes += recordSize(&d.batch[i])
+				d.batchBytes += d.batch[i].Size()
 			}
 			switch {
 			// A frame is cut at half the queue's bytes, so that it fits the socket's queue beside others.

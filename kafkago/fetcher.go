@@ -1,4 +1,4 @@
-package bridge
+package kafkago
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 
 	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/protocol"
+
+	"github.com/wskafka/wskafka/bridge"
 )
 
 // fetcher reads one partition with kafka-go's Fetch API. kafka-go's Reader would do, but it decodes an empty
@@ -24,7 +26,7 @@ type fetcher struct {
 	minBytes  int64
 	maxBytes  int64
 	maxWait   time.Duration
-	pending   []Record
+	pending   []bridge.Record
 	// highWatermark is the partition's next offset as of the last fetch.
 	highWatermark int64
 }
@@ -35,7 +37,7 @@ const fetchBackoffMax = time.Second
 
 // Fetch returns the next record, fetching when none is buffered. Transient failures are retried, with a growing
 // pause, until ctx ends; a vanished offset is reported as ErrOffsetOutOfRange.
-func (f *fetcher) Fetch(ctx context.Context) (Record, error) {
+func (f *fetcher) Fetch(ctx context.Context) (bridge.Record, error) {
 	backoff := 50 * time.Millisecond
 	for len(f.pending) == 0 {
 		err := f.fetch(ctx)
@@ -44,15 +46,15 @@ func (f *fetcher) Fetch(ctx context.Context) (Record, error) {
 			backoff = 50 * time.Millisecond
 			continue
 		case ctx.Err() != nil:
-			return Record{}, ctx.Err()
-		case errors.Is(err, ErrOffsetOutOfRange):
-			return Record{}, err
+			return bridge.Record{}, ctx.Err()
+		case errors.Is(err, bridge.ErrOffsetOutOfRange):
+			return bridge.Record{}, portErr(err)
 		}
 		select {
 		case <-time.After(backoff):
 			backoff = min(2*backoff, fetchBackoffMax)
 		case <-ctx.Done():
-			return Record{}, ctx.Err()
+			return bridge.Record{}, ctx.Err()
 		}
 	}
 	rec := f.pending[0]
@@ -70,7 +72,7 @@ func (f *fetcher) fetch(ctx context.Context) error {
 	}
 	if res.Error != nil {
 		if errors.Is(res.Error, kafka.OffsetOutOfRange) {
-			return fmt.Errorf("%w: %s/%d at %d: %w", ErrOffsetOutOfRange, f.topic, f.partition, f.offset, res.Error)
+			return fmt.Errorf("%w: %s/%d at %d: %w", bridge.ErrOffsetOutOfRange, f.topic, f.partition, f.offset, res.Error)
 		}
 		return res.Error
 	}
@@ -108,8 +110,8 @@ func (f *fetcher) fetch(ctx context.Context) error {
 }
 
 // record copies a fetched record, keeping a null key or value nil and an empty one non-nil.
-func (f *fetcher) record(r *kafka.Record) (Record, error) {
-	rec := Record{Topic: f.topic, Partition: f.partition, Offset: r.Offset, Time: r.Time, HighWatermark: f.highWatermark}
+func (f *fetcher) record(r *kafka.Record) (bridge.Record, error) {
+	rec := bridge.Record{Topic: f.topic, Partition: f.partition, Offset: r.Offset, Time: r.Time, HighWatermark: f.highWatermark}
 	var err error
 	if rec.Key, err = readBytes(r.Key); err != nil {
 		return rec, err
@@ -118,7 +120,7 @@ func (f *fetcher) record(r *kafka.Record) (Record, error) {
 		return rec, err
 	}
 	for _, h := range r.Headers {
-		rec.Headers = append(rec.Headers, Header{Key: h.Key, Value: h.Value})
+		rec.Headers = append(rec.Headers, bridge.Header{Key: h.Key, Value: h.Value})
 	}
 	return rec, nil
 }

@@ -1,4 +1,4 @@
-package bridge
+package kafkago
 
 import (
 	"cmp"
@@ -11,11 +11,13 @@ import (
 
 	"github.com/segmentio/kafka-go"
 	"go.uber.org/zap"
+
+	"github.com/wskafka/wskafka/bridge"
 )
 
-// KafkaConfig is the settings of the Kafka clients shared by every handler that names the same cluster. It holds
+// Config is the settings of the Kafka clients shared by every handler that names the same cluster. It holds
 // only plain values: the Caddy module pools clients under its canonical JSON encoding.
-type KafkaConfig struct {
+type Config struct {
 	Brokers           []string      `json:"brokers"`
 	ClientID          string        `json:"client_id"`
 	ConnectTimeout    time.Duration `json:"connect_timeout"`
@@ -46,10 +48,10 @@ var (
 	GroupBalancers = []string{"round_robin", "range"}
 )
 
-// KafkaGo implements Producer, Admin and Consumers with github.com/segmentio/kafka-go. One value serves every
-// session of every handler configured with the same KafkaConfig.
-type KafkaGo struct {
-	cfg       KafkaConfig
+// Client implements the bridge's Producer, Admin and Consumers with kafka-go. One value serves every session of
+// every handler configured with the same Config.
+type Client struct {
+	cfg       Config
 	logger    *zap.Logger
 	transport *transport
 	// groups carries every group member's requests. kafka-go's Transport keeps a pool per address, each refreshing
@@ -60,9 +62,9 @@ type KafkaGo struct {
 	security *security
 }
 
-// NewKafkaGo builds the clients. It does not dial: connections open on first use, so a config loads without a
+// New builds the clients. It does not dial: connections open on first use, so a config loads without a
 // reachable broker.
-func NewKafkaGo(cfg KafkaConfig, logger *zap.Logger) (*KafkaGo, error) {
+func New(cfg Config, logger *zap.Logger) (*Client, error) {
 	partitioner, err := newBalancer(cfg.Partitioner)
 	if err != nil {
 		return nil, err
@@ -77,7 +79,7 @@ func NewKafkaGo(cfg KafkaConfig, logger *zap.Logger) (*KafkaGo, error) {
 	if err != nil {
 		return nil, err
 	}
-	k := &KafkaGo{cfg: cfg, logger: logger, security: sec}
+	k := &Client{cfg: cfg, logger: logger, security: sec}
 	k.transport, k.groups = k.newTransport(), k.newTransport()
 	addr := kafka.TCP(cfg.Brokers...)
 	k.producer = &producer{
@@ -95,28 +97,32 @@ func NewKafkaGo(cfg KafkaConfig, logger *zap.Logger) (*KafkaGo, error) {
 }
 
 // Destruct closes the clients; it is called when the last handler using them is cleaned up.
-func (k *KafkaGo) Destruct() error {
+func (k *Client) Destruct() error {
 	k.transport.CloseIdleConnections()
 	k.groups.CloseIdleConnections()
 	return nil
 }
 
 // Produce implements Producer.
-func (k *KafkaGo) Produce(ctx context.Context, records []Record) []error {
-	return k.producer.produce(ctx, records)
+func (k *Client) Produce(ctx context.Context, records []bridge.Record) []error {
+	results := k.producer.produce(ctx, records)
+	for i, err := range results {
+		results[i] = portErr(err)
+	}
+	return results
 }
 
 // client returns an admin client whose metadata is fresh. kafka-go's Transport answers Metadata requests from a
 // cache refreshed every few seconds, which would hide topics created a moment ago by another client; a new
 // Transport fetches metadata on first use. Admin requests are rare (create, list, subscribe), so the extra
 // connection is cheap.
-func (k *KafkaGo) client() (*kafka.Client, func()) {
+func (k *Client) client() (*kafka.Client, func()) {
 	t := k.newTransport()
 	return &kafka.Client{Addr: kafka.TCP(k.cfg.Brokers...), Transport: t, Timeout: k.cfg.RequestTimeout}, t.CloseIdleConnections
 }
 
 // CreateTopics implements Admin.
-func (k *KafkaGo) CreateTopics(ctx context.Context, topics []TopicSpec) (map[string]error, error) {
+func (k *Client) CreateTopics(ctx context.Context, topics []bridge.TopicSpec) (map[string]error, error) {
 	client, done := k.client()
 	defer done()
 	req := &kafka.CreateTopicsRequest{Topics: make([]kafka.TopicConfig, len(topics))}
@@ -133,58 +139,58 @@ func (k *KafkaGo) CreateTopics(ctx context.Context, topics []TopicSpec) (map[str
 	}
 	res, err := client.CreateTopics(ctx, req)
 	if err != nil {
-		return nil, err
+		return nil, portErr(err)
 	}
 	failed := make(map[string]error)
 	for name, err := range res.Errors {
 		if err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
-			failed[name] = err
+			failed[name] = portErr(err)
 		}
 	}
 	return failed, nil
 }
 
 // DeleteTopics implements Admin.
-func (k *KafkaGo) DeleteTopics(ctx context.Context, topics []string) (map[string]error, error) {
+func (k *Client) DeleteTopics(ctx context.Context, topics []string) (map[string]error, error) {
 	client, done := k.client()
 	defer done()
 	res, err := client.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: topics})
 	if err != nil {
-		return nil, err
+		return nil, portErr(err)
 	}
 	failed := make(map[string]error)
 	for name, err := range res.Errors {
 		if err != nil {
-			failed[name] = err
+			failed[name] = portErr(err)
 		}
 	}
 	return failed, nil
 }
 
 // Ping implements Admin.
-func (k *KafkaGo) Ping(ctx context.Context) error {
+func (k *Client) Ping(ctx context.Context) error {
 	client, done := k.client()
 	defer done()
 	_, err := client.Metadata(ctx, &kafka.MetadataRequest{})
-	return err
+	return portErr(err)
 }
 
 // Brokers returns the bootstrap brokers the clients use.
-func (k *KafkaGo) Brokers() []string { return slices.Clone(k.cfg.Brokers) }
+func (k *Client) Brokers() []string { return slices.Clone(k.cfg.Brokers) }
 
 // Topics implements Admin.
-func (k *KafkaGo) Topics(ctx context.Context, topics []string) (map[string][]PartitionInfo, error) {
-	return retried(ctx, func() (map[string][]PartitionInfo, error) { return k.topics(ctx, topics) })
+func (k *Client) Topics(ctx context.Context, topics []string) (map[string][]bridge.PartitionInfo, error) {
+	return retried(ctx, func() (map[string][]bridge.PartitionInfo, error) { return k.topics(ctx, topics) })
 }
 
-func (k *KafkaGo) topics(ctx context.Context, topics []string) (map[string][]PartitionInfo, error) {
+func (k *Client) topics(ctx context.Context, topics []string) (map[string][]bridge.PartitionInfo, error) {
 	client, done := k.client()
 	defer done()
 	res, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[string][]PartitionInfo, len(res.Topics))
+	out := make(map[string][]bridge.PartitionInfo, len(res.Topics))
 	for _, t := range res.Topics {
 		if errors.Is(t.Error, kafka.UnknownTopicOrPartition) {
 			continue
@@ -195,25 +201,25 @@ func (k *KafkaGo) topics(ctx context.Context, topics []string) (map[string][]Par
 		if len(topics) == 0 && (t.Internal || strings.HasPrefix(t.Name, "__")) {
 			continue
 		}
-		parts := make([]PartitionInfo, len(t.Partitions))
+		parts := make([]bridge.PartitionInfo, len(t.Partitions))
 		for i, p := range t.Partitions {
-			parts[i] = PartitionInfo{ID: p.ID, Leader: p.Leader.ID}
+			parts[i] = bridge.PartitionInfo{ID: p.ID, Leader: p.Leader.ID}
 			if p.Leader.Host == "" {
 				parts[i].Leader = -1
 			}
 		}
-		slices.SortFunc(parts, func(a, b PartitionInfo) int { return cmp.Compare(a.ID, b.ID) })
+		slices.SortFunc(parts, func(a, b bridge.PartitionInfo) int { return cmp.Compare(a.ID, b.ID) })
 		out[t.Name] = parts
 	}
 	return out, nil
 }
 
 // Watermarks implements Admin.
-func (k *KafkaGo) Watermarks(ctx context.Context, topic string, partitions []int) (map[int]Watermark, error) {
-	return retried(ctx, func() (map[int]Watermark, error) { return k.watermarks(ctx, topic, partitions) })
+func (k *Client) Watermarks(ctx context.Context, topic string, partitions []int) (map[int]bridge.Watermark, error) {
+	return retried(ctx, func() (map[int]bridge.Watermark, error) { return k.watermarks(ctx, topic, partitions) })
 }
 
-func (k *KafkaGo) watermarks(ctx context.Context, topic string, partitions []int) (map[int]Watermark, error) {
+func (k *Client) watermarks(ctx context.Context, topic string, partitions []int) (map[int]bridge.Watermark, error) {
 	client, done := k.client()
 	defer done()
 	reqs := make([]kafka.OffsetRequest, 0, 2*len(partitions))
@@ -224,12 +230,12 @@ func (k *KafkaGo) watermarks(ctx context.Context, topic string, partitions []int
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[int]Watermark, len(partitions))
+	out := make(map[int]bridge.Watermark, len(partitions))
 	for _, p := range res.Topics[topic] {
 		if p.Error != nil {
 			return nil, fmt.Errorf("offsets of %s/%d: %w", topic, p.Partition, p.Error)
 		}
-		out[p.Partition] = Watermark{Low: p.FirstOffset, High: p.LastOffset}
+		out[p.Partition] = bridge.Watermark{Low: p.FirstOffset, High: p.LastOffset}
 	}
 	for _, p := range partitions {
 		if _, ok := out[p]; !ok {
@@ -240,11 +246,11 @@ func (k *KafkaGo) watermarks(ctx context.Context, topic string, partitions []int
 }
 
 // OffsetsAt implements Admin.
-func (k *KafkaGo) OffsetsAt(ctx context.Context, topic string, partitions []int, t time.Time) (map[int]int64, error) {
+func (k *Client) OffsetsAt(ctx context.Context, topic string, partitions []int, t time.Time) (map[int]int64, error) {
 	return retried(ctx, func() (map[int]int64, error) { return k.offsetsAt(ctx, topic, partitions, t) })
 }
 
-func (k *KafkaGo) offsetsAt(ctx context.Context, topic string, partitions []int, t time.Time) (map[int]int64, error) {
+func (k *Client) offsetsAt(ctx context.Context, topic string, partitions []int, t time.Time) (map[int]int64, error) {
 	client, done := k.client()
 	defer done()
 	reqs := make([]kafka.OffsetRequest, len(partitions))
@@ -285,11 +291,11 @@ func (k *KafkaGo) offsetsAt(ctx context.Context, topic string, partitions []int,
 }
 
 // GroupOffsets implements Admin.
-func (k *KafkaGo) GroupOffsets(ctx context.Context, group, topic string, partitions []int) (map[int]int64, error) {
+func (k *Client) GroupOffsets(ctx context.Context, group, topic string, partitions []int) (map[int]int64, error) {
 	return retried(ctx, func() (map[int]int64, error) { return k.groupOffsets(ctx, group, topic, partitions) })
 }
 
-func (k *KafkaGo) groupOffsets(ctx context.Context, group, topic string, partitions []int) (map[int]int64, error) {
+func (k *Client) groupOffsets(ctx context.Context, group, topic string, partitions []int) (map[int]int64, error) {
 	client, done := k.client()
 	defer done()
 	res, err := client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: partitions}})
@@ -320,19 +326,19 @@ func retried[T any](ctx context.Context, request func() (T, error)) (T, error) {
 		v, err := request()
 		var kerr kafka.Error
 		if err == nil || !errors.As(err, &kerr) || !kerr.Temporary() {
-			return v, err
+			return v, portErr(err)
 		}
 		select {
 		case <-time.After(backoff):
 			backoff = min(2*backoff, 500*time.Millisecond)
 		case <-ctx.Done():
-			return v, err
+			return v, portErr(err)
 		}
 	}
 }
 
 // JoinGroup implements Consumers.
-func (k *KafkaGo) JoinGroup(groupID string, topics []string) GroupMember {
+func (k *Client) JoinGroup(groupID string, topics []string) bridge.GroupMember {
 	balancers := make([]kafka.GroupBalancer, 0, len(k.cfg.GroupBalancers))
 	for _, name := range k.cfg.GroupBalancers {
 		switch name {
@@ -346,7 +352,7 @@ func (k *KafkaGo) JoinGroup(groupID string, topics []string) GroupMember {
 }
 
 // ReadPartition implements Consumers.
-func (k *KafkaGo) ReadPartition(topic string, partition int, offset int64) PartitionReader {
+func (k *Client) ReadPartition(topic string, partition int, offset int64) bridge.PartitionReader {
 	t := k.newTransport()
 	return &fetcher{
 		client:    &kafka.Client{Addr: kafka.TCP(k.cfg.Brokers...), Transport: t, Timeout: k.cfg.RequestTimeout},
@@ -393,7 +399,7 @@ func (b *keyedBalancer) Balance(msg kafka.Message, partitions ...int) int {
 
 // Interface guards
 var (
-	_ Producer  = (*KafkaGo)(nil)
-	_ Admin     = (*KafkaGo)(nil)
-	_ Consumers = (*KafkaGo)(nil)
+	_ bridge.Producer  = (*Client)(nil)
+	_ bridge.Admin     = (*Client)(nil)
+	_ bridge.Consumers = (*Client)(nil)
 )

@@ -1,4 +1,4 @@
-package bridge
+package kafkago
 
 import (
 	"bytes"
@@ -12,6 +12,8 @@ import (
 
 	"github.com/segmentio/kafka-go"
 	metadataAPI "github.com/segmentio/kafka-go/protocol/metadata"
+
+	"github.com/wskafka/wskafka/bridge"
 )
 
 // producer writes records with kafka-go's Produce API, one request per partition. kafka-go's Writer would do the
@@ -31,7 +33,7 @@ type producer struct {
 }
 
 // produce implements Producer.Produce.
-func (p *producer) produce(ctx context.Context, records []Record) []error {
+func (p *producer) produce(ctx context.Context, records []bridge.Record) []error {
 	results := make([]error, len(records))
 	now := time.Now()
 	byTopic := make(map[string][]int, 1)
@@ -59,7 +61,7 @@ func (p *producer) produce(ctx context.Context, records []Record) []error {
 			r := &records[i]
 			switch {
 			case r.Partition >= count:
-				results[i] = fmt.Errorf("%w: %s has no partition %d (it has %d)", ErrUnknownPartition, topic, r.Partition, count)
+				results[i] = fmt.Errorf("%w: %s has no partition %d (it has %d)", bridge.ErrUnknownPartition, topic, r.Partition, count)
 				continue
 			case r.Partition < 0:
 				r.Partition = p.partitioner.Balance(kafka.Message{Key: r.Key, Value: r.Value}, ids...)
@@ -96,16 +98,16 @@ func (p *producer) partitions(ctx context.Context, topic string) (int, error) {
 			return len(t.Partitions), nil
 		}
 	}
-	return 0, fmt.Errorf("%w: %s", ErrUnknownTopic, topic)
+	return 0, fmt.Errorf("%w: %s", bridge.ErrUnknownTopic, topic)
 }
 
 // chunks cuts a partition's records into requests of at most maxBytes: a larger record batch is refused by the
 // broker (message.max.bytes).
-func (p *producer) chunks(records []Record, indexes []int) [][]int {
+func (p *producer) chunks(records []bridge.Record, indexes []int) [][]int {
 	var out [][]int
 	start, size := 0, 0
 	for j, i := range indexes {
-		n := recordOverhead + int(recordSize(&records[i]))
+		n := bridge.RecordOverhead + int(records[i].Size())
 		if j > start && size+n > p.maxBytes {
 			out = append(out, indexes[start:j])
 			start, size = j, 0
@@ -117,7 +119,7 @@ func (p *producer) chunks(records []Record, indexes []int) [][]int {
 
 // send writes one request's records, retrying what Kafka calls retriable (a leader moving, a broker
 // restarting) up to maxAttempts, and stores each record's outcome.
-func (p *producer) send(ctx context.Context, topic string, partition int, records []Record, indexes []int, results []error) {
+func (p *producer) send(ctx context.Context, topic string, partition int, records []bridge.Record, indexes []int, results []error) {
 	batch := make([]kafka.Record, len(indexes))
 	// The readers of the keys and values, made in one piece: one each (kafka.NewBytes) was an allocation per
 	// record, and two for a keyed one.

@@ -1,4 +1,4 @@
-package bridge
+package kafkago
 
 import (
 	"context"
@@ -97,7 +97,7 @@ func (c SASLConfig) MarshalJSON() ([]byte, error) {
 func (c SASLConfig) String() string { return c.Mechanism + " as " + c.Username }
 
 // GoString is String for %#v.
-func (c SASLConfig) GoString() string { return "bridge.SASLConfig{" + c.String() + "}" }
+func (c SASLConfig) GoString() string { return "kafkago.SASLConfig{" + c.String() + "}" }
 
 // Build returns the kafka-go mechanism the settings describe. Its errors never quote the credentials: the SCRAM
 // client's own errors do (xdg-go/scram quotes the input SASLprep refused), so they are not wrapped.
@@ -148,7 +148,7 @@ func digest(parts ...[]byte) string {
 // until the settings are fixed.
 const authLogInterval = 10 * time.Second
 
-// security is what every Kafka client of a KafkaGo uses to reach the brokers: TLS, a SASL mechanism, both or
+// security is what every Kafka client of a Client uses to reach the brokers: TLS, a SASL mechanism, both or
 // neither.
 type security struct {
 	tls     *tls.Config
@@ -158,7 +158,7 @@ type security struct {
 	nextLog atomic.Int64 // unix nanoseconds before which a failed authentication is not logged again
 }
 
-func newSecurity(cfg KafkaConfig, logger *zap.Logger) (*security, error) {
+func newSecurity(cfg Config, logger *zap.Logger) (*security, error) {
 	s := &security{cfg: cfg.SASL, logger: logger}
 	var err error
 	if cfg.TLS != nil {
@@ -176,7 +176,7 @@ func newSecurity(cfg KafkaConfig, logger *zap.Logger) (*security, error) {
 
 // newTransport returns a Transport (the Writer's, an admin Client's, a fetcher's, a group member's) with the
 // cluster's TLS and SASL settings.
-func (k *KafkaGo) newTransport() *transport {
+func (k *Client) newTransport() *transport {
 	return &transport{
 		Transport: &kafka.Transport{
 			ClientID:    k.cfg.ClientID,

@@ -1,4 +1,4 @@
-package bridge
+package kafkago
 
 import (
 	"context"
@@ -22,7 +22,7 @@ func TestAdminReadsRetry(t *testing.T) {
 		key  kmsg.Key
 		// refuse answers req with code for every partition (or the topic) it names.
 		refuse func(req kmsg.Request, code int16) kmsg.Response
-		read   func(ctx context.Context, k *KafkaGo) error
+		read   func(ctx context.Context, k *Client) error
 	}{
 		{
 			name: "topics", key: kmsg.Metadata,
@@ -32,7 +32,7 @@ func TestAdminReadsRetry(t *testing.T) {
 				res.Topics = []kmsg.MetadataResponseTopic{{Topic: &name, ErrorCode: code}}
 				return res
 			},
-			read: func(ctx context.Context, k *KafkaGo) error {
+			read: func(ctx context.Context, k *Client) error {
 				topics, err := k.Topics(ctx, []string{topic})
 				if err == nil && len(topics[topic]) != 2 {
 					return errors.New("the topic's partitions are missing")
@@ -53,7 +53,7 @@ func TestAdminReadsRetry(t *testing.T) {
 				}
 				return res
 			},
-			read: func(ctx context.Context, k *KafkaGo) error {
+			read: func(ctx context.Context, k *Client) error {
 				_, err := k.Watermarks(ctx, topic, []int{0, 1})
 				return err
 			},
@@ -86,7 +86,7 @@ func TestAdminReadsRetry(t *testing.T) {
 					refused.Add(1)
 					return r.refuse(req, a.code), nil, true
 				})
-				k, err := NewKafkaGo(KafkaConfig{
+				k, err := New(Config{
 					Brokers: cluster.ListenAddrs(), ClientID: "test", ConnectTimeout: time.Second, RequestTimeout: 5 * time.Second,
 				}, zap.NewNop())
 				if err != nil {

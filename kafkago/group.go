@@ -1,4 +1,4 @@
-package bridge
+package kafkago
 
 import (
 	"context"
@@ -22,6 +22,8 @@ import (
 	"github.com/segmentio/kafka-go/protocol/offsetfetch"
 	"github.com/segmentio/kafka-go/protocol/syncgroup"
 	"go.uber.org/zap"
+
+	"github.com/wskafka/wskafka/bridge"
 )
 
 // groupMember is one member of a classic consumer group (JoinGroup, SyncGroup, Heartbeat, OffsetFetch,
@@ -45,11 +47,11 @@ import (
 // static membership would save nothing that the kept member id does not, and two sockets given one instance id
 // would fence each other.
 type groupMember struct {
-	k         *KafkaGo // cluster settings, and the topic metadata the leader assigns from
+	k         *Client // cluster settings, and the topic metadata the leader assigns from
 	group     string
 	topics    []string
 	balancers []kafka.GroupBalancer
-	transport *transport // KafkaGo.groups
+	transport *transport // Client.groups
 	logger    *zap.Logger
 
 	ctx    context.Context // ends with Close
@@ -79,7 +81,7 @@ const (
 	groupRetryMax = time.Second
 )
 
-func newGroupMember(k *KafkaGo, groupID string, topics []string, balancers []kafka.GroupBalancer) *groupMember {
+func newGroupMember(k *Client, groupID string, topics []string, balancers []kafka.GroupBalancer) *groupMember {
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &groupMember{
 		k:         k,
@@ -99,14 +101,14 @@ func newGroupMember(k *KafkaGo, groupID string, topics []string, balancers []kaf
 }
 
 // Next implements GroupMember.
-func (m *groupMember) Next(ctx context.Context) (Generation, error) {
+func (m *groupMember) Next(ctx context.Context) (bridge.Generation, error) {
 	select {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	case <-m.ctx.Done():
 		return nil, errMemberClosed
 	case err := <-m.errs:
-		return nil, err
+		return nil, portErr(err)
 	case gen := <-m.next:
 		return gen, nil
 	}
@@ -701,7 +703,7 @@ func (g *generation) Commit(offsets map[string]map[int]int64) error {
 		// The coordinator may have moved: once more, to where the cluster now says it is.
 		err = g.commit(ctx, req)
 	}
-	return err
+	return portErr(err)
 }
 
 func (g *generation) commit(ctx context.Context, req *offsetcommit.Request) error {
@@ -728,8 +730,8 @@ func (g *generation) commit(ctx context.Context, req *offsetcommit.Request) erro
 
 // Interface guards
 var (
-	_ GroupMember = (*groupMember)(nil)
-	_ Generation  = (*generation)(nil)
+	_ bridge.GroupMember = (*groupMember)(nil)
+	_ bridge.Generation  = (*generation)(nil)
 
 	_ protocol.RawExchanger = (*heartbeatRequest)(nil)
 )

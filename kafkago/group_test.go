@@ -1,4 +1,4 @@
-package bridge
+package kafkago
 
 import (
 	"context"
@@ -19,6 +19,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.uber.org/zap"
+
+	"github.com/wskafka/wskafka/bridge"
 )
 
 // groupTestTimeout bounds every wait of these tests for a join or a rebalance.
@@ -26,9 +28,9 @@ const groupTestTimeout = 20 * time.Second
 
 // newGroupTestKafka returns a client of brokers with a heartbeat short enough for the tests to notice rebalances
 // quickly.
-func newGroupTestKafka(t *testing.T, brokers []string) *KafkaGo {
+func newGroupTestKafka(t *testing.T, brokers []string) *Client {
 	t.Helper()
-	k, err := NewKafkaGo(KafkaConfig{
+	k, err := New(Config{
 		Brokers: brokers, ClientID: "test", ConnectTimeout: time.Second, RequestTimeout: 5 * time.Second,
 		SessionTimeout: 10 * time.Second, HeartbeatInterval: 100 * time.Millisecond, RebalanceTimeout: 5 * time.Second,
 		GroupBalancers: []string{"range"}, TopicPartitions: 2, TopicReplication: 1,
@@ -42,7 +44,7 @@ func newGroupTestKafka(t *testing.T, brokers []string) *KafkaGo {
 
 // groupTestCluster is the real Kafka of KAFKA_BROKERS when set, else an in-process kfake broker, with a new topic
 // of two partitions.
-func groupTestCluster(t *testing.T) (*KafkaGo, string) {
+func groupTestCluster(t *testing.T) (*Client, string) {
 	t.Helper()
 	brokers := strings.Split(os.Getenv("KAFKA_BROKERS"), ",")
 	if brokers[0] == "" {
@@ -57,7 +59,7 @@ func groupTestCluster(t *testing.T) (*KafkaGo, string) {
 	topic := "group-" + strings.NewReplacer("/", "-", " ", "-").Replace(t.Name()) + "-" + time.Now().Format("150405.000000")
 	ctx, cancel := context.WithTimeout(t.Context(), groupTestTimeout)
 	defer cancel()
-	failed, err := k.CreateTopics(ctx, []TopicSpec{{Name: topic}})
+	failed, err := k.CreateTopics(ctx, []bridge.TopicSpec{{Name: topic}})
 	if err == nil && len(failed) > 0 {
 		err = failed[topic]
 	}
@@ -74,7 +76,7 @@ type runningGeneration struct {
 }
 
 // nextGeneration waits for m's next generation and starts a function that holds it.
-func nextGeneration(t *testing.T, m GroupMember) runningGeneration {
+func nextGeneration(t *testing.T, m bridge.GroupMember) runningGeneration {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), groupTestTimeout)
 	defer cancel()
@@ -363,7 +365,7 @@ func TestGroupMemberSharesGroupWithKafkaGoConsumerGroup(t *testing.T) {
 				return slices.Sorted(slices.Values(old))
 			}
 
-			var m GroupMember
+			var m bridge.GroupMember
 			if leader == "kafka-go" {
 				startOld()
 				deadline := time.Now().Add(groupTestTimeout)
