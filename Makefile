@@ -10,12 +10,16 @@ build:
 run: build
 	./caddy run --config Caddyfile.example --adapter caddyfile
 
-# gofmt, go vet and staticcheck (pinned; fetched through the Go module proxy on first use).
+# gofmt, go vet, staticcheck and errcheck (pinned; fetched through the Go module proxy on first use). errcheck
+# reads the module and its tools, not tests: an error left unchecked there is marked `_ =` with the reason.
 STATICCHECK = honnef.co/go/tools/cmd/staticcheck@v0.8.2
+ERRCHECK    = github.com/kisielk/errcheck@v1.9.0
+ERRCHECKED  = $(shell $(GO) list ./... | grep -v -e /e2e -e /cmd/wskbench)
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
+	$(GO) run $(ERRCHECK) -ignoretests $(ERRCHECKED)
 
 # Unit and integration tests on the in-process broker: no Java, no Node, no network.
 test-fast: vet

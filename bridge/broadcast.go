@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-
-	"github.com/wskafka/wskafka/protocol"
 )
 
 // Broadcaster serves broadcast subscriptions: every subscribed socket receives every record of a topic. One
@@ -243,13 +241,21 @@ func (st *stream) run() {
 	st.next = maps.Clone(offsets)
 	st.mu.Unlock()
 	records := make(chan Record, fetchQueueRecords)
+	// The stream's lag counts once, however many sockets it feeds.
+	lag := &lagGauge{topic: st.key.topic}
 	var readers sync.WaitGroup
 	for partition, offset := range offsets {
 		st.b.readersStarted.Add(1)
 		metrics.broadcastReaders.Inc()
+		// A broadcast delivers what is new: an offset that vanished resumes at the partition's end, and a failed
+		// read is retried, since there is no one to hand the partition to.
+		r := &partitionReader{
+			kafka: st.b.kafka, topic: st.key.topic, partition: partition, records: records, lag: lag,
+			outOfRange: LastOffset, retry: true, logger: st.b.logger,
+		}
 		readers.Go(func() {
 			defer metrics.broadcastReaders.Dec()
-			st.read(partition, offset, records, logger)
+			r.run(st.ctx, offset)
 		})
 	}
 	close(st.started)
@@ -288,68 +294,22 @@ func (st *stream) startOffsets() (map[int]int64, error) {
 	return offsets, nil
 }
 
-// read feeds one partition to the batcher. Errors other than the stream's end are retried after a pause; an
-// offset that vanished resumes at the partition's end, since a broadcast delivers what is new.
-func (st *stream) read(partition int, offset int64, records chan<- Record, logger *zap.Logger) {
-	lag := &lagGauge{topic: st.key.topic}
-	for st.ctx.Err() == nil {
-		reader := st.b.kafka.ReadPartition(st.key.topic, partition, offset)
-		// The stream's lag counts once, however many sockets it feeds.
-		err := feed(st.ctx, reader, records, nil, &offset, lag)
-		reader.Close()
-		if st.ctx.Err() != nil {
-			return
-		}
-		logger.Warn("broadcast reader failed, retrying", zap.Int("partition", partition), zap.Error(err))
-		if errors.Is(err, ErrOffsetOutOfRange) {
-			if marks, err := st.b.kafka.Watermarks(st.ctx, st.key.topic, []int{partition}); err == nil {
-				offset = marks[partition].High
-			}
-		}
-		select {
-		case <-time.After(time.Second):
-		case <-st.ctx.Done():
-		}
-	}
-}
-
-// batch collects records into frames of up to limit records, sent interval after the first (at once when
-// interval is 0), until the stream ends.
+// batch collects records into frames by the stream's mq_limit and mq_interval until the stream ends.
 func (st *stream) batch(records <-chan Record) {
-	var batch []Record
-	var timer *time.Timer
-	var timerC <-chan time.Time
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-	}()
+	b := batcher{limit: st.key.limit, interval: st.key.interval}
+	defer b.stop()
 	for {
 		select {
 		case rec := <-records:
-			batch = append(batch, rec)
-			if st.key.interval == 0 {
-				batch = drainReady(records, batch, st.key.limit)
+			if !b.add(rec, records, st.key.limit) {
+				continue
 			}
-			switch {
-			case st.key.interval == 0 || len(batch) >= st.key.limit:
-				st.publish(batch)
-				batch = batch[:0]
-			case len(batch) == 1:
-				if timer == nil {
-					timer = time.NewTimer(st.key.interval)
-				} else {
-					timer.Reset(st.key.interval)
-				}
-				timerC = timer.C
-			}
-		case <-timerC:
-			timerC = nil
-			st.publish(batch)
-			batch = batch[:0]
+		case <-b.due:
 		case <-st.ctx.Done():
 			return
 		}
+		batch, _ := b.take()
+		st.publish(batch)
 	}
 }
 
@@ -358,7 +318,7 @@ func (st *stream) publish(batch []Record) {
 	if len(batch) == 0 {
 		return
 	}
-	frame := encodeNotifications(batch, st.key.meta)
+	frame, _ := encodeNotifications(batch, st.key.meta)
 	// Which members get the batch and where the stream stands after it change together, so that a member
 	// catching up joins between two batches, at the offsets the next one starts from.
 	st.mu.Lock()
@@ -377,33 +337,6 @@ func (st *stream) publish(batch []Record) {
 	for _, m := range members {
 		m.deliver(f, st.key.topic)
 	}
-}
-
-// encodeNotifications encodes records as one notification frame, taking their ids from the process-wide
-// counter so that they are unique within every connection the frame goes to.
-func encodeNotifications(batch []Record, meta bool) []byte {
-	first := reserveFrameIDs(len(batch))
-	notes := make([]protocol.Notification, len(batch))
-	for i := range batch {
-		notes[i] = notification(first+uint64(i), &batch[i], meta)
-	}
-	return protocol.AppendNotifications(nil, notes)
-}
-
-func notification(id uint64, rec *Record, meta bool) protocol.Notification {
-	n := protocol.Notification{ID: id, Value: rec.Value}
-	if meta {
-		n.Meta = true
-		n.Topic = rec.Topic
-		n.Partition = int32(rec.Partition)
-		n.Offset = rec.Offset
-		n.Key = rec.Key
-		n.Time = rec.Time.UnixMilli()
-		for _, h := range rec.Headers {
-			n.Headers = append(n.Headers, protocol.Header{Key: h.Key, Value: h.Value})
-		}
-	}
-	return n
 }
 
 // broadcastSubscription is a session's membership in one stream per subscribed topic.
@@ -584,16 +517,15 @@ func (sub *broadcastSubscription) readUpTo(ctx context.Context, st *stream, part
 	s := sub.session
 	reader := s.hub.kafka.ReadPartition(st.key.topic, partition, offset)
 	defer reader.Close()
-	var batch []Record
-	var bytes int64
+	// Frames as the stream's (mq_limit), but without waiting: what is read is there already.
+	b := batcher{limit: st.key.limit, maxBytes: s.queued.max / 2}
 	flush := func() bool {
+		batch, _ := b.take()
 		if len(batch) == 0 {
 			return true
 		}
-		frame := encodeNotifications(batch, st.key.meta)
-		count := s.hub.countDelivered(batch)
-		batch, bytes = batch[:0], 0
-		return s.sendCtx(ctx, outFrame{data: frame, size: int64(len(frame)), written: count})
+		frame, _ := encodeNotifications(batch, st.key.meta)
+		return s.sendCtx(ctx, outFrame{data: frame, size: int64(len(frame)), written: s.hub.countDelivered(batch)})
 	}
 	for offset < target {
 		fetchCtx, cancel := context.WithTimeout(ctx, catchUpIdle)
@@ -610,11 +542,8 @@ func (sub *broadcastSubscription) readUpTo(ctx context.Context, st *stream, part
 			continue
 		}
 		offset = rec.Offset + 1
-		batch = append(batch, rec)
-		if bytes += rec.Size(); len(batch) >= st.key.limit || bytes >= s.queued.max/2 {
-			if !flush() {
-				return ctx.Err()
-			}
+		if b.append(rec); b.full(st.key.limit) && !flush() {
+			return ctx.Err()
 		}
 	}
 	if !flush() {

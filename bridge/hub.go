@@ -137,8 +137,9 @@ func (h *Hub) Go(conn *websocket.Conn, client Client, done func()) {
 	if h.closed {
 		h.mu.Unlock()
 		msg := websocket.FormatCloseMessage(websocket.CloseServiceRestart, closeReasons[websocket.CloseServiceRestart])
-		conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(h.cfg.CloseTimeout))
-		conn.Close()
+		// Best effort: the client learns why if it still listens; the connection closes either way.
+		_ = conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(h.cfg.CloseTimeout))
+		_ = conn.Close()
 		done()
 		return
 	}
@@ -231,9 +232,13 @@ func (h *Hub) lagGauge(topic string) *lagGauge {
 }
 
 // countDelivered returns what counts a frame of batch as delivered, once it is written.
-func (h *Hub) countDelivered(batch []Record) func() {
+func (h *Hub) countDelivered(batch []Record) func() { return countDelivered(batch, h.cfg.TopicLabels) }
+
+// countDelivered returns what counts a frame of batch as delivered, once it is written; with topicLabels by
+// topic too.
+func countDelivered(batch []Record, topicLabels bool) func() {
 	n := float64(len(batch))
-	if !h.cfg.TopicLabels {
+	if !topicLabels {
 		return func() { metrics.delivered.Add(n) }
 	}
 	perTopic := make(map[string]float64, 1)

@@ -125,5 +125,6 @@ type Generation interface {
 // PartitionReader reads records of one partition in order.
 type PartitionReader interface {
 	Fetch(ctx context.Context) (Record, error)
-	Close() error
+	// Close releases the reader's connections; a reader is done with when closed, so there is nothing to report.
+	Close()
 }

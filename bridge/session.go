@@ -288,6 +288,9 @@ func (s *Session) send(f outFrame) bool {
 	return s.sendCtx(context.Background(), f)
 }
 
+// dataEnded is closed once the writer writes no more data frames.
+func (s *Session) dataEnded() <-chan struct{} { return s.dataEnd }
+
 // sendCtx is send for senders that must also give up when ctx ends (a subscription whose generation ended).
 func (s *Session) sendCtx(ctx context.Context, f outFrame) bool {
 	if !s.queued.take(ctx, s.dataEnd, f.size) {

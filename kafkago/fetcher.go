@@ -129,13 +129,12 @@ func readBytes(b protocol.Bytes) ([]byte, error) {
 	if b == nil {
 		return nil, nil
 	}
-	defer b.Close()
+	defer func() { _ = b.Close() }() // a buffer of the fetched batch: closing only returns it to its pool
 	out := make([]byte, b.Len())
 	_, err := io.ReadFull(b, out)
 	return out, err
 }
 
-func (f *fetcher) Close() error {
+func (f *fetcher) Close() {
 	f.transport.CloseIdleConnections()
-	return nil
 }

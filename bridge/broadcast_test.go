@@ -1,0 +1,76 @@
+package bridge
+
+import (
+	"context"
+	"reflect"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// queuedOffsets takes the frames queued on an unrun session's writer and returns their notifications' offsets.
+func queuedOffsets(t *testing.T, s *Session) []int64 {
+	t.Helper()
+	var got []int64
+	for {
+		select {
+		case f := <-s.out:
+			s.queued.give(f.size)
+			for _, n := range decodeFrame(t, f.data) {
+				got = append(got, n.Offset)
+			}
+		default:
+			return got
+		}
+	}
+}
+
+// A member holds the stream's frames until its subscribe reply is queued, then passes them on in order.
+func TestBroadcastMemberHoldsUntilReleased(t *testing.T) {
+	s, _ := writerSession(t)
+	st := newStream(NewBroadcaster(newFakeLog("news", 0), zap.NewNop()), streamKey{topic: "news", limit: 10, meta: true}, LastOffset, time.Time{})
+	st.next = map[int]int64{0: 0}
+	m := st.add(s, false)
+	st.publish(records("news", 0, 0, 2))
+	st.publish(records("news", 0, 2, 1))
+	if got := queuedOffsets(t, s); len(got) != 0 {
+		t.Fatalf("queued %v before the release", got)
+	}
+	m.release("news")
+	st.publish(records("news", 0, 3, 1))
+	if got, want := queuedOffsets(t, s), []int64{0, 1, 2, 3}; !reflect.DeepEqual(got, want) {
+		t.Errorf("queued %v, want %v", got, want)
+	}
+}
+
+// A member that starts behind the shared stream (a resume with seek) reads up to where the stream stands on its
+// own, what the stream delivers meanwhile included, then joins it between two batches: every record once, in
+// order.
+func TestBroadcastCatchUpHandsOver(t *testing.T) {
+	s, _ := writerSession(t)
+	log := newFakeLog("news", 10)
+	s.hub.kafka = log
+	st := newStream(NewBroadcaster(log, zap.NewNop()), streamKey{topic: "news", limit: 4, meta: true}, LastOffset, time.Time{})
+	st.next = map[int]int64{0: 10}
+	m := st.add(s, true)
+	// The stream goes on while the member catches up: it must read these itself.
+	log.append(records("news", 0, 10, 2))
+	st.publish(records("news", 0, 10, 2))
+	sub := &broadcastSubscription{session: s}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	sub.catchUp(ctx, st, m, map[int]int64{0: 3})
+	if !m.joined {
+		t.Fatal("the member did not join the stream")
+	}
+	log.append(records("news", 0, 12, 2))
+	st.publish(records("news", 0, 12, 2))
+	want := []int64{3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13}
+	if got := queuedOffsets(t, s); !reflect.DeepEqual(got, want) {
+		t.Errorf("queued %v, want %v", got, want)
+	}
+	if got := log.readers(); !reflect.DeepEqual(got, []string{"0@3"}) {
+		t.Errorf("readers %v, want one catch-up read from 3", got)
+	}
+}
