@@ -321,17 +321,11 @@ func (k *Client) groupOffsets(ctx context.Context, group, topic string, partitio
 // calls retriable (a partition whose leader is still being elected right after the topic was created, a coordinator
 // loading), until ctx ends.
 func retried[T any](ctx context.Context, request func() (T, error)) (T, error) {
-	backoff := 20 * time.Millisecond
+	pause := backoff{first: 20 * time.Millisecond, most: 500 * time.Millisecond}
 	for {
 		v, err := request()
 		var kerr kafka.Error
-		if err == nil || !errors.As(err, &kerr) || !kerr.Temporary() {
-			return v, portErr(err)
-		}
-		select {
-		case <-time.After(backoff):
-			backoff = min(2*backoff, 500*time.Millisecond)
-		case <-ctx.Done():
+		if err == nil || !errors.As(err, &kerr) || !kerr.Temporary() || !pause.wait(ctx) {
 			return v, portErr(err)
 		}
 	}

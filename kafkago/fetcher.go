@@ -38,22 +38,19 @@ const fetchBackoffMax = time.Second
 // Fetch returns the next record, fetching when none is buffered. Transient failures are retried, with a growing
 // pause, until ctx ends; a vanished offset is reported as ErrOffsetOutOfRange.
 func (f *fetcher) Fetch(ctx context.Context) (bridge.Record, error) {
-	backoff := 50 * time.Millisecond
+	pause := backoff{first: 50 * time.Millisecond, most: fetchBackoffMax}
 	for len(f.pending) == 0 {
 		err := f.fetch(ctx)
 		switch {
 		case err == nil:
-			backoff = 50 * time.Millisecond
+			pause.reset()
 			continue
 		case ctx.Err() != nil:
 			return bridge.Record{}, ctx.Err()
 		case errors.Is(err, bridge.ErrOffsetOutOfRange):
 			return bridge.Record{}, portErr(err)
 		}
-		select {
-		case <-time.After(backoff):
-			backoff = min(2*backoff, fetchBackoffMax)
-		case <-ctx.Done():
+		if !pause.wait(ctx) {
 			return bridge.Record{}, ctx.Err()
 		}
 	}

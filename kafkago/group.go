@@ -124,7 +124,7 @@ func (m *groupMember) Close() error {
 func (m *groupMember) run() {
 	defer close(m.done)
 	defer func() { m.leave = m.leaveGroup() }()
-	pause := groupRetryMin
+	pause := backoff{first: groupRetryMin, most: groupRetryMax}
 	for m.ctx.Err() == nil {
 		gen, err := m.join()
 		switch {
@@ -140,7 +140,7 @@ func (m *groupMember) run() {
 			}
 			wait := groupRetryMax
 			if coordinatorTrouble(err) {
-				wait, pause = pause, min(2*pause, groupRetryMax)
+				wait = pause.step()
 			}
 			select {
 			case <-time.After(wait):
@@ -149,7 +149,7 @@ func (m *groupMember) run() {
 			}
 			continue
 		}
-		pause = groupRetryMin
+		pause.reset()
 		select {
 		case m.next <- gen:
 			m.heartbeat(gen)

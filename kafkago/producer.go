@@ -138,7 +138,7 @@ func (p *producer) send(ctx context.Context, topic string, partition int, record
 		}
 	}
 	fill()
-	backoff := 100 * time.Millisecond
+	pause := backoff{first: 100 * time.Millisecond, most: time.Second}
 	for attempt := 1; ; attempt++ {
 		actx, cancel := context.WithTimeout(ctx, p.ackTimeout)
 		res, err := p.client.Produce(actx, &kafka.ProduceRequest{
@@ -170,12 +170,8 @@ func (p *producer) send(ctx context.Context, topic string, partition int, record
 			}
 			return
 		}
-		fill() // the request consumed the readers
-		select {
-		case <-time.After(backoff):
-			backoff = min(2*backoff, time.Second)
-		case <-ctx.Done():
-		}
+		fill()          // the request consumed the readers
+		pause.wait(ctx) // the next attempt ends at once if ctx has ended
 	}
 }
 
