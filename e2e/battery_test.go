@@ -69,7 +69,7 @@ func TestHostileInputBattery(t *testing.T) {
 	needKcat(t)
 	// Default limits; consumer mq_interval 0 delivers each bystander message at once, for a crisp latency probe.
 	srv := startCaddy(t, caddyOptions{wskafka: "\t\t\tconsumer {\n\t\t\t\tmq_interval 0\n\t\t\t}"})
-	rss := watchRSS(t, srv.cmd.Process.Pid)
+	rss := watchRSS(t, srv.Pid())
 
 	b := &battery{srv: srv, rss: rss, attackTopic: uniqueName(t, "attack"), stuckTopic: uniqueName(t, "stuck")}
 	b.admin = dial(t, "admin", srv.url(), nil)
@@ -80,7 +80,7 @@ func TestHostileInputBattery(t *testing.T) {
 	// Warm up: the bystanders run and the Kafka clients exist before the baseline is taken.
 	time.Sleep(time.Second)
 	baseline := rss.reset()
-	t.Logf("baseline RSS %s (pid %d)", mib(baseline), srv.cmd.Process.Pid)
+	t.Logf("baseline RSS %s (pid %d)", mib(baseline), srv.Pid())
 
 	cases := []struct {
 		name string
@@ -619,7 +619,7 @@ func (b *battery) halfOpen(t *testing.T) string {
 	const silent, half = 10, 10
 	const interval, timeout = 2 * time.Second, time.Second
 	srv2 := startCaddy(t, caddyOptions{wskafka: "\t\t\tlimits {\n\t\t\t\tping_interval 2s\n\t\t\t\tpong_timeout 1s\n\t\t\t}"})
-	rss2 := watchRSS(t, srv2.cmd.Process.Pid)
+	rss2 := watchRSS(t, srv2.Pid())
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(srv2.port))
 	// A well-behaved client (it asks for health every 100ms, so it is never quiet) watches the others go.
 	watcher := dial(t, "watcher", srv2.url(), nil)

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/wskafka/wskafka/internal/testkit"
 )
 
 // checkBinary checks what a user sees of a Caddy binary with the module: it lists the module, adapts the
@@ -18,7 +20,7 @@ func checkBinary(t *testing.T, bin string) {
 			t.Fatal(err)
 		}
 		if !slices.Contains(strings.Fields(out), "http.handlers.wskafka") {
-			t.Fatalf("caddy list-modules: got no http.handlers.wskafka in\n%s", tail(out, 20))
+			t.Fatalf("caddy list-modules: got no http.handlers.wskafka in\n%s", testkit.Tail(out, 20))
 		}
 	})
 

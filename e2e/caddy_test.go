@@ -13,10 +13,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"text/template"
 	"time"
+
+	"github.com/wskafka/wskafka/internal/testkit"
 )
 
 // Bounds of the process harness.
@@ -46,16 +47,12 @@ type caddyOptions struct {
 
 // caddyServer is one Caddy subprocess with its own Caddyfile, storage and log in the test's temp dir.
 type caddyServer struct {
+	*testkit.Caddy
 	t       *testing.T
-	dir     string
-	dataDir string // XDG_DATA_HOME: Caddy keeps its storage, the local CA included, in <dataDir>/caddy
-	logPath string
 	port    int
 	admin   int // the admin API's port; 0 when it is off
 	tls     bool
 	groupID string
-	cmd     *exec.Cmd
-	exited  chan struct{} // closed when the process has been reaped
 }
 
 // caddyfileTemplate is the site the suite serves: wskafka on /ws, a plain answer elsewhere. Intervals are short so
@@ -112,25 +109,31 @@ func startCaddy(t *testing.T, opts caddyOptions) *caddyServer {
 	}
 	var lastErr error
 	for try := 0; try < startTries; try++ {
-		c := &caddyServer{t: t, dir: t.TempDir(), tls: opts.tls, groupID: opts.groupID, exited: make(chan struct{})}
-		c.dataDir = filepath.Join(c.dir, "data")
-		c.logPath = filepath.Join(c.dir, "caddy.log")
+		c := &caddyServer{t: t, tls: opts.tls, groupID: opts.groupID}
 		c.port = freePort(t)
 		if opts.admin {
 			c.admin = freePort(t)
 		}
-		if err := c.start(opts); err != nil {
+		caddyfile, err := c.caddyfile(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Caddy, err = testkit.StartCaddy(opts.bin, t.TempDir(), caddyfile, opts.env); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(c.stop)
-		err := c.waitReady()
+		probe := c.probe
+		if !c.tls {
+			probe = nil // a TCP connection
+		}
+		err = c.WaitReady(context.Background(), net.JoinHostPort("127.0.0.1", strconv.Itoa(c.port)), startTimeout, probe)
 		if err == nil {
 			return c
 		}
 		lastErr = err
 		select {
-		case <-c.exited:
-			if strings.Contains(c.log(), "address already in use") {
+		case <-c.Exited:
+			if strings.Contains(c.Log(), "address already in use") {
 				t.Logf("port %d was taken; trying another", c.port)
 				continue
 			}
@@ -166,86 +169,22 @@ func (c *caddyServer) caddyfile(opts caddyOptions) ([]byte, error) {
 	return caddyfile.Bytes(), err
 }
 
-func (c *caddyServer) start(opts caddyOptions) error {
-	caddyfile, err := c.caddyfile(opts)
-	if err != nil {
-		return err
-	}
-	path := filepath.Join(c.dir, "Caddyfile")
-	if err := os.WriteFile(path, caddyfile, 0o644); err != nil {
-		return err
-	}
-	logFile, err := os.Create(c.logPath)
-	if err != nil {
-		return err
-	}
-	defer logFile.Close()
-
-	c.cmd = exec.Command(opts.bin, "run", "--config", path, "--adapter", "caddyfile")
-	c.cmd.Dir = c.dir
-	// Caddy's storage, config and home stay in the temp dir: tests never touch ~/.local/share/caddy.
-	c.cmd.Env = append(os.Environ(),
-		"HOME="+c.dir,
-		"XDG_DATA_HOME="+c.dataDir,
-		"XDG_CONFIG_HOME="+filepath.Join(c.dir, "config"),
-	)
-	c.cmd.Env = append(c.cmd.Env, opts.env...)
-	c.cmd.Stdout, c.cmd.Stderr = logFile, logFile
-	c.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := c.cmd.Start(); err != nil {
-		return fmt.Errorf("starting %s: %w", opts.bin, err)
-	}
-	go func() {
-		c.cmd.Wait()
-		close(c.exited)
-	}()
-	return nil
-}
-
-// waitReady polls until Caddy accepts connections on its port (and, with TLS, completes a handshake verified
-// against its own root certificate), or it exits, or startTimeout passes.
-func (c *caddyServer) waitReady() error {
-	deadline := time.Now().Add(startTimeout)
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(c.port))
-	var lastErr error
-	for time.Now().Before(deadline) {
-		select {
-		case <-c.exited:
-			return fmt.Errorf("caddy exited (%v); log:\n%s", c.cmd.ProcessState, tail(c.log(), 30))
-		default:
-		}
-		lastErr = c.probe(addr)
-		if lastErr == nil {
-			return nil
-		}
-		time.Sleep(50 * time.Millisecond) // poll interval
-	}
-	return fmt.Errorf("%w after %v waiting for %s: %v; log:\n%s", errTimeout, startTimeout, addr, lastErr, tail(c.log(), 30))
-}
-
+// probe completes a TLS handshake with Caddy, verified against its own root certificate.
 func (c *caddyServer) probe(addr string) error {
-	dialer := &net.Dialer{Timeout: time.Second}
-	if !c.tls {
-		conn, err := dialer.Dial("tcp", addr)
-		if err == nil {
-			conn.Close()
-		}
-		return err
-	}
 	pool, err := c.loadRoots()
 	if err != nil {
 		return err
 	}
-	conn, err := tls.DialWithDialer(dialer, "tcp", addr, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", addr, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
 	if err == nil {
-		conn.Close()
+		_ = conn.Close()
 	}
 	return err
 }
 
 // rootPath is where Caddy writes its local CA's root certificate.
 func (c *caddyServer) rootPath() string {
-	return filepath.Join(c.dataDir, "caddy", "pki", "authorities", "local", "root.crt")
+	return filepath.Join(c.DataDir(), "caddy", "pki", "authorities", "local", "root.crt")
 }
 
 func (c *caddyServer) loadRoots() (*x509.CertPool, error) {
@@ -279,39 +218,24 @@ func (c *caddyServer) url() string {
 	return fmt.Sprintf("%s://127.0.0.1:%d/ws", scheme, c.port)
 }
 
-func (c *caddyServer) log() string {
-	b, _ := os.ReadFile(c.logPath)
-	return string(b)
-}
-
-// stop ends Caddy's process group: SIGTERM (Caddy flushes publishes and closes sockets), then SIGKILL.
+// stop ends Caddy, and prints the tail of its log when the test failed.
 func (c *caddyServer) stop() {
-	select {
-	case <-c.exited:
-	default:
-		syscall.Kill(-c.cmd.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-c.exited:
-		case <-time.After(stopTimeout):
-			c.t.Logf("caddy (pid %d) did not stop within %v; killing it", c.cmd.Process.Pid, stopTimeout)
-			syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
-			<-c.exited
-		}
+	if c.Stop(stopTimeout) {
+		c.t.Logf("caddy (pid %d) did not stop within %v; killed it", c.Pid(), stopTimeout)
 	}
 	if c.t.Failed() {
-		c.t.Logf("tail of %s:\n%s", c.logPath, tail(c.log(), 60))
+		c.t.Logf("tail of %s:\n%s", c.LogPath, testkit.Tail(c.Log(), 60))
 	}
 }
 
 // freePort returns a loopback port that was free a moment ago.
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := testkit.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 // runCaddy runs a one-shot caddy command (list-modules, adapt, validate) with a bound, in a private home.
@@ -330,7 +254,7 @@ func runCaddy(t *testing.T, bin string, env []string, args ...string) (string, e
 	if err != nil {
 		var exitErr *exec.ExitError
 		if errors.As(err, &exitErr) || ctx.Err() != nil {
-			err = fmt.Errorf("caddy %s: %w\n%s", strings.Join(args, " "), err, tail(stderr.String(), 20))
+			err = fmt.Errorf("caddy %s: %w\n%s", strings.Join(args, " "), err, testkit.Tail(stderr.String(), 20))
 		}
 	}
 	return stdout.String(), err

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/wskafka/wskafka/internal/testkit"
 )
 
 // Bounds of a private broker (scripts/kafka: up takes ~13 s, restart ~15 s on the 2-core machine; up runs Maven
@@ -71,7 +73,7 @@ func (k *privateKafka) run(command string, timeout time.Duration) []string {
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		k.t.Fatalf("scripts/kafka %s: %v\n%s", command, err, tail(stderr.String(), 30))
+		k.t.Fatalf("scripts/kafka %s: %v\n%s", command, err, testkit.Tail(stderr.String(), 30))
 	}
 	sc := bufio.NewScanner(&stdout)
 	for sc.Scan() {
@@ -135,7 +137,7 @@ func (k *privateKafka) down() {
 	cmd := exec.CommandContext(ctx, filepath.Join(projectRoot, "scripts", "kafka"), "down")
 	cmd.Env = k.env()
 	if out, err := cmd.CombinedOutput(); err != nil {
-		k.t.Logf("scripts/kafka down: %v\n%s", err, tail(string(out), 10))
+		k.t.Logf("scripts/kafka down: %v\n%s", err, testkit.Tail(string(out), 10))
 	}
 }
 

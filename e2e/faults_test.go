@@ -841,7 +841,7 @@ func (c *caddyServer) reload(t *testing.T, opts caddyOptions) time.Duration {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_ = os.WriteFile(filepath.Join(c.dir, "Caddyfile.reload"), caddyfile, 0o644)
+	_ = os.WriteFile(filepath.Join(c.Dir, "Caddyfile.reload"), caddyfile, 0o644)
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, fmt.Sprintf("http://127.0.0.1:%d/load", c.admin), bytes.NewReader(caddyfile))
 	if err != nil {
 		t.Fatal(err)
@@ -889,8 +889,8 @@ var (
 
 // kill ends Caddy with SIGKILL: no close frame, no flush, no group leave.
 func (c *caddyServer) kill() {
-	killGroup(c.cmd.Process.Pid)
-	<-c.exited
+	killGroup(c.Pid())
+	<-c.Exited
 }
 
 // killGroup sends SIGKILL to a process group.

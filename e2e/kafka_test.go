@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wskafka/wskafka/internal/testkit"
 )
 
 // The Kafka side is checked with kcat (librdkafka): no project code, no Go Kafka client.
@@ -47,7 +49,7 @@ func kcatOn(t *testing.T, addrs []string, stdin io.Reader, args ...string) []byt
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		t.Fatalf("kcat %s: %v\n%s", strings.Join(args, " "), err, tail(stderr.String(), 20))
+		t.Fatalf("kcat %s: %v\n%s", strings.Join(args, " "), err, testkit.Tail(stderr.String(), 20))
 	}
 	return stdout.Bytes()
 }

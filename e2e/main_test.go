@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -18,6 +17,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/wskafka/wskafka/internal/testkit"
 )
 
 // The suite's shared state, set up once by TestMain.
@@ -287,7 +288,7 @@ func (b *xcaddyBuild) wait(t *testing.T) string {
 	}
 	if b.err != nil {
 		out, _ := os.ReadFile(b.log)
-		t.Fatalf("%v\n%s", b.err, tail(string(out), 40))
+		t.Fatalf("%v\n%s", b.err, testkit.Tail(string(out), 40))
 	}
 	return b.bin
 }
@@ -296,15 +297,3 @@ func (b *xcaddyBuild) stop() {
 	b.cancel()
 	<-b.done
 }
-
-// tail returns the last n lines of s.
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-// errTimeout marks a bounded wait that ran out.
-var errTimeout = errors.New("timed out")

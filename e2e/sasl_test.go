@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wskafka/wskafka/internal/testkit"
 )
 
 // saslBroker is the SASL_SSL listener `KAFKA_SASL=1 scripts/kafka up` opens, as it prints it.
@@ -95,7 +97,7 @@ func TestSASL(t *testing.T) {
 			if !embedded {
 				kcatWaitFor(t, topic, [][]byte{[]byte(value)})
 			}
-			if log := srv.log(); strings.Contains(log, b.password) {
+			if log := srv.Log(); strings.Contains(log, b.password) {
 				t.Errorf("caddy's log contains the SASL password")
 			}
 		})
@@ -116,12 +118,12 @@ func TestSASL(t *testing.T) {
 
 		// The log line is written as the request fails; allow the process a moment to write it.
 		deadline := time.Now().Add(5 * time.Second)
-		for !strings.Contains(srv.log(), "kafka authentication failed") && time.Now().Before(deadline) {
+		for !strings.Contains(srv.Log(), "kafka authentication failed") && time.Now().Before(deadline) {
 			time.Sleep(50 * time.Millisecond) // poll interval
 		}
-		log := srv.log()
+		log := srv.Log()
 		if !strings.Contains(log, "kafka authentication failed") {
-			t.Errorf("caddy's log:\n%s\nwant a line saying kafka authentication failed", tail(log, 20))
+			t.Errorf("caddy's log:\n%s\nwant a line saying kafka authentication failed", testkit.Tail(log, 20))
 		}
 		if strings.Contains(log, wrong) || strings.Contains(log, b.password) {
 			t.Errorf("caddy's log contains the SASL password")
