@@ -165,7 +165,7 @@ func (m *member) deliver(f outFrame, topic string) {
 	} else if m.s.offer(f) {
 		return
 	}
-	m.s.logger.Warn("closing a socket too slow for its broadcast subscription", zap.String("topic", topic))
+	m.s.logger().Warn("closing a socket too slow for its broadcast subscription", zap.String("topic", topic))
 	metrics.slowCloses.WithLabelValues("broadcast_queue_full").Inc()
 	m.s.shutdown(closeTooSlow)
 }
@@ -495,7 +495,7 @@ func (sub *broadcastSubscription) catchUp(ctx context.Context, st *stream, m *me
 		for p, target := range behind {
 			if err := sub.readUpTo(ctx, st, p, caught[p], target); err != nil {
 				if ctx.Err() == nil {
-					s.logger.Warn("catching up a broadcast subscription", zap.String("topic", st.key.topic), zap.Int("partition", p), zap.Error(err))
+					s.logger().Warn("catching up a broadcast subscription", zap.String("topic", st.key.topic), zap.Int("partition", p), zap.Error(err))
 					s.shutdown(closeTooSlow)
 				}
 				return

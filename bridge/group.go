@@ -51,7 +51,7 @@ func newSubscription(s *Session, opts subscribeOptions, req requestRef, payload 
 		opts:    opts,
 		req:     req,
 		payload: payload,
-		logger:  s.logger.With(zap.String("group", opts.group), zap.Strings("topics", opts.topics)),
+		logger:  s.logger().With(zap.String("group", opts.group), zap.Strings("topics", opts.topics)),
 		ctx:     ctx,
 		cancel:  cancel,
 		done:    make(chan struct{}),

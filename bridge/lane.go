@@ -74,6 +74,10 @@ func (s *Session) runLane(lane <-chan laneRequest) {
 		}
 		s.laneLen--
 		idle := s.laneLen == 0
+		if idle {
+			// The channel's slots would keep the last requests alive for as long as the socket stays open.
+			s.lane = nil
+		}
 		s.reqMu.Unlock()
 		if idle {
 			return

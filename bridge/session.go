@@ -55,7 +55,6 @@ type Session struct {
 	conn   *websocket.Conn
 	num    uint64
 	client Client
-	logger *zap.Logger
 
 	// ctx is the session's work against Kafka (requests, the subscription): it ends when the peer has gone, or
 	// once the server's close frame is out and nothing more can be answered.
@@ -100,7 +99,7 @@ type Session struct {
 	// closeDecided is set once nothing read before it is unanswered, or close_timeout passed: the close frame may
 	// go. Requests read later are still handled; their answers are dropped.
 	closeDecided bool
-	lane         chan laneRequest // made on first use
+	lane         chan laneRequest // made when the lane gets work, dropped when it has none
 	laneLen      int              // requests on the lane, running or waiting
 	laneRunning  sync.WaitGroup
 
@@ -125,16 +124,11 @@ type subscription interface {
 }
 
 func newSession(h *Hub, conn *websocket.Conn, num uint64, client Client) *Session {
-	fields := []zap.Field{zap.Uint64("ws", num), zap.String("remote", conn.RemoteAddr().String())}
-	if client.Identity != "" {
-		fields = append(fields, zap.String("identity", client.Identity))
-	}
 	s := &Session{
 		hub:       h,
 		conn:      conn,
 		num:       num,
 		client:    client,
-		logger:    h.logger.With(fields...),
 		queued:    byteBudget{max: h.cfg.Limits.MaxQueueBytes},
 		out:       make(chan outFrame, outQueueFrames),
 		wake:      make(chan struct{}, 1),
@@ -179,7 +173,7 @@ func (s *Session) keepalive(now time.Time, interval, timeout time.Duration) {
 	quiet := now.Sub(s.lastActive)
 	switch {
 	case quiet >= interval+timeout:
-		s.logger.Info("closing a socket whose peer stopped answering pings", zap.Duration("quiet", quiet))
+		s.logger().Info("closing a socket whose peer stopped answering pings", zap.Duration("quiet", quiet))
 		metrics.slowCloses.WithLabelValues("dead_peer").Inc()
 		s.peerGone.Store(true)
 		_ = s.conn.Close()
@@ -189,13 +183,23 @@ func (s *Session) keepalive(now time.Time, interval, timeout time.Duration) {
 	}
 }
 
+// logger is the session's logger, made when the session logs: a zap logger With fields keeps its own encoded
+// copy of them (about a kilobyte), too much to hold for every idle socket of a route.
+func (s *Session) logger() *zap.Logger {
+	fields := []zap.Field{zap.Uint64("ws", s.num), zap.String("remote", s.conn.RemoteAddr().String())}
+	if s.client.Identity != "" {
+		fields = append(fields, zap.String("identity", s.client.Identity))
+	}
+	return s.hub.logger.With(fields...)
+}
+
 // run serves the session until the socket closes, in this order: every request read is handled and its
 // publishes flushed (the answers reach the client unless it has gone), the subscription leaves its group, the
 // writer sends what is queued and the close frame (or the answer to the peer's), the connection closes. Every
 // part has ended when it returns.
 func (s *Session) run() {
 	start := time.Now()
-	s.logger.Info("connection opened")
+	s.logger().Info("connection opened")
 	go s.writeLoop()
 
 	requests := s.readLoop()
@@ -211,25 +215,24 @@ func (s *Session) run() {
 	s.closerUp.Wait()
 	s.stopWriter()
 	_ = s.conn.Close()
-	s.logger.Info("connection closed", zap.Duration("duration", time.Since(start)), zap.Uint64("requests", requests),
+	s.logger().Info("connection closed", zap.Duration("duration", time.Since(start)), zap.Uint64("requests", requests),
 		zap.Uint64("frames_sent", s.framesSent))
 }
 
-// keptReadBuffer is the largest read buffer a session keeps between frames; a larger frame's buffer is dropped
-// after use, so that one big frame does not stay allocated for an idle socket.
+// readBuffers lend sessions the buffer a frame is read into, from its first byte until it has been handled
+// (decoding copies what it keeps): an idle socket holds none, and gorilla's ReadMessage would allocate one a frame.
+var readBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// keptReadBuffer is the largest read buffer given back to readBuffers; a larger frame's is dropped after use, so
+// that a few big frames do not keep big buffers allocated.
 const keptReadBuffer = 64 << 10
 
 func (s *Session) readLoop() (requests uint64) {
-	// One buffer for every frame (gorilla's ReadMessage would allocate one each): decoding copies what it keeps.
-	var buf bytes.Buffer
 	for {
 		// Binary frames are read like text: the original parsed whatever arrived as JSON.
-		buf.Reset()
-		if buf.Cap() > keptReadBuffer {
-			buf = bytes.Buffer{}
-		}
 		s.handling.Store(false)
 		_, r, err := s.conn.NextReader()
+		buf := readBuffers.Get().(*bytes.Buffer)
 		if err == nil {
 			_, err = buf.ReadFrom(r)
 		}
@@ -237,12 +240,13 @@ func (s *Session) readLoop() (requests uint64) {
 		frame := buf.Bytes()
 		s.touch()
 		if err != nil {
+			giveReadBuffer(buf)
 			// A close frame was recorded by the close handler; any other error after the server's close frame is
 			// the end of the wait for the peer's. Otherwise the socket failed and gets no close frame.
 			var closeErr *websocket.CloseError
 			if !errors.As(err, &closeErr) && !s.closeFrameOut() {
 				s.peerGone.Store(true)
-				s.logger.Debug("socket read failed", zap.Error(err))
+				s.logger().Debug("socket read failed", zap.Error(err))
 			}
 			return requests
 		}
@@ -250,6 +254,14 @@ func (s *Session) readLoop() (requests uint64) {
 		metrics.framesIn.Inc()
 		metrics.bytesIn.Add(float64(len(frame)))
 		s.handle(frame)
+		giveReadBuffer(buf)
+	}
+}
+
+func giveReadBuffer(buf *bytes.Buffer) {
+	if buf.Cap() <= keptReadBuffer {
+		buf.Reset()
+		readBuffers.Put(buf)
 	}
 }
 

@@ -184,11 +184,11 @@ gather:
 		var netErr net.Error
 		if errors.As(err, &netErr) && netErr.Timeout() {
 			metrics.slowCloses.WithLabelValues("write_timeout").Inc()
-			s.logger.Info("closing a socket that took no data for write_timeout", zap.Duration("write_timeout", s.hub.cfg.WriteTimeout))
+			s.logger().Info("closing a socket that took no data for write_timeout", zap.Duration("write_timeout", s.hub.cfg.WriteTimeout))
 		}
 		s.endData()
 		s.peerGone.Store(true)
-		s.logger.Debug("socket write failed", zap.Error(err))
+		s.logger().Debug("socket write failed", zap.Error(err))
 		// The peer takes nothing: stop reading too, so the session ends.
 		_ = s.conn.SetReadDeadline(time.Now())
 		return false
@@ -235,7 +235,7 @@ func (s *Session) writeClose() {
 	conn := s.conn.NetConn()
 	_ = conn.SetWriteDeadline(time.Now().Add(s.hub.cfg.WriteTimeout))
 	if _, err := conn.Write(appendControlFrame(nil, websocket.CloseMessage, msg)); err != nil {
-		s.logger.Debug("writing the close frame", zap.Error(err))
+		s.logger().Debug("writing the close frame", zap.Error(err))
 	}
 }
 
