@@ -47,7 +47,7 @@ type caddyOptions struct {
 
 // caddyServer is one Caddy subprocess with its own Caddyfile, storage and log in the test's temp dir.
 type caddyServer struct {
-	*testkit.Caddy
+	*testkit.Process
 	t       *testing.T
 	port    int
 	admin   int // the admin API's port; 0 when it is off
@@ -118,7 +118,7 @@ func startCaddy(t *testing.T, opts caddyOptions) *caddyServer {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if c.Caddy, err = testkit.StartCaddy(opts.bin, t.TempDir(), caddyfile, opts.env); err != nil {
+		if c.Process, err = testkit.StartCaddy(opts.bin, t.TempDir(), caddyfile, opts.env); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(c.stop)
