@@ -44,9 +44,11 @@ const (
 	batteryRSSBound = 64 << 20
 	// bystanderInterval is how often the bystander publishes.
 	bystanderInterval = 50 * time.Millisecond
-	// bystanderP99Bound bounds the bystander's 99th-percentile delivery latency during each attack: generous,
-	// since a loaded machine must not make the test flaky; the figures are logged.
-	bystanderP99Bound = time.Second
+	// bystanderP99Bound tells a bystander starved by an attack (its deliveries held for as long as the attack
+	// lasts: never-reads holds a socket for write_timeout) from one merely slowed by a loaded machine, which made
+	// a 1 s bound fail on a shared 2-core machine (1.07 s). It is a stall check, not a speed: the figures are
+	// logged, and speed is measured by the benchmarks.
+	bystanderP99Bound = 5 * time.Second
 	// minCaseWindow is the least time each case's row covers, attack and aftermath.
 	minCaseWindow = time.Second
 	// bystanderDrain is how long the bystander's last messages may take to arrive once the battery is over.
