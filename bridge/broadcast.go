@@ -241,16 +241,15 @@ func (st *stream) run() {
 	st.next = maps.Clone(offsets)
 	st.mu.Unlock()
 	records := make(chan Record, fetchQueueRecords)
-	// The stream's lag counts once, however many sockets it feeds.
-	lag := &lagGauge{topic: st.key.topic}
 	var readers sync.WaitGroup
 	for partition, offset := range offsets {
 		st.b.readersStarted.Add(1)
 		metrics.broadcastReaders.Inc()
 		// A broadcast delivers what is new: an offset that vanished resumes at the partition's end, and a failed
-		// read is retried, since there is no one to hand the partition to.
+		// read is retried, since there is no one to hand the partition to. The stream's lag counts once, however
+		// many sockets it feeds; each reader keeps its own part of it.
 		r := &partitionReader{
-			kafka: st.b.kafka, topic: st.key.topic, partition: partition, records: records, lag: lag,
+			kafka: st.b.kafka, topic: st.key.topic, partition: partition, records: records, lag: &lagGauge{topic: st.key.topic},
 			outOfRange: LastOffset, retry: true, logger: st.b.logger,
 		}
 		readers.Go(func() {

@@ -151,3 +151,17 @@ func TestPartitionReader(t *testing.T) {
 		})
 	}
 }
+
+func (l *fakeLog) Topics(_ context.Context, topics []string) (map[string][]PartitionInfo, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	parts := make([]PartitionInfo, len(l.records))
+	for p := range parts {
+		parts[p] = PartitionInfo{ID: p}
+	}
+	out := make(map[string][]PartitionInfo, len(topics))
+	for _, t := range topics {
+		out[t] = parts
+	}
+	return out, nil
+}
