@@ -304,6 +304,13 @@ func (b *bench) subscribeAll(conns []*wsConn, s latencySetup) error {
 // fixed timeout; at a millisecond's worth per batch its queue grows behind any slow request, and on Kafka 4.4
 // that put 15–180 ms into the p99 of send-to-append time, which this scenario would then charge to the bridge.
 func (b *bench) produceAtRate(ctx context.Context, topic string, rate int, duration time.Duration) (int64, error) {
+	return b.produceValuesAtRate(ctx, topic, rate, duration, func(now time.Time) []byte {
+		return stampedValue(make([]byte, 0, b.cfg.size), now)
+	})
+}
+
+// produceValuesAtRate is produceAtRate with the value of each record made by value from its send time.
+func (b *bench) produceValuesAtRate(ctx context.Context, topic string, rate int, duration time.Duration, value func(now time.Time) []byte) (int64, error) {
 	producer, err := b.kafka.latencyProducer(topic)
 	if err != nil {
 		return 0, err
@@ -327,7 +334,7 @@ func (b *bench) produceAtRate(ctx context.Context, topic string, rate int, durat
 		case now := <-tick.C:
 			due := min(total, int64(now.Sub(start).Seconds()*float64(rate)))
 			for ; sent < due; sent++ {
-				producer.Produce(ctx, &kgo.Record{Value: stampedValue(make([]byte, 0, b.cfg.size), time.Now())}, acked)
+				producer.Produce(ctx, &kgo.Record{Value: value(time.Now())}, acked)
 			}
 		}
 	}

@@ -68,13 +68,20 @@ type config struct {
 	reloadCloseDelay time.Duration
 	// kafkaLog is the broker's log, whose "Stabilized group" lines count the storm's rebalances ("": unknown).
 	kafkaLog string
+
+	// peer
+	centrifugoBin     string
+	centrifugoVersion string
+	peerSubs          []int
+	peerRates         []int
+	peerDuration      time.Duration
 }
 
-var scenarios = []string{"produce", "consume", "idle", "fanout", "reload"}
+var scenarios = []string{"produce", "consume", "idle", "fanout", "reload", "peer"}
 
 func main() {
 	var cfg config
-	var brokers, only, rates string
+	var brokers, only, rates, peerSubs, peerRates string
 	flag.StringVar(&cfg.caddyBin, "caddy", "./caddy", "the Caddy binary with the wskafka module (go build -o caddy ./cmd/caddy)")
 	flag.StringVar(&brokers, "brokers", os.Getenv("KAFKA_BROKERS"), "Kafka bootstrap brokers, comma separated; empty: an in-process kfake broker")
 	flag.StringVar(&only, "only", strings.Join(scenarios, ","), "scenarios to run, comma separated: "+strings.Join(scenarios, ", "))
@@ -109,6 +116,11 @@ func main() {
 	flag.IntVar(&cfg.reloadRate, "reload-r", 200, "reload: producer rate in msg/s during the storm")
 	flag.DurationVar(&cfg.reloadCloseDelay, "reload-close-delay", 10*time.Second, "reload: close_delay of the spread phase")
 	flag.StringVar(&cfg.kafkaLog, "kafka-log", defaultKafkaLog(), "reload: the broker's server.log, to count rebalances (default: scripts/kafka's, when it exists)")
+	flag.StringVar(&cfg.centrifugoBin, "centrifugo", "", "peer: a Centrifugo binary to use (default: go install "+centrifugoModule+"@-centrifugo-version into the run's temp dir)")
+	flag.StringVar(&cfg.centrifugoVersion, "centrifugo-version", "v6.9.1", "peer: the Centrifugo version to install")
+	flag.StringVar(&peerSubs, "peer-subs", "1000,10000", "peer: subscriber counts, comma separated")
+	flag.StringVar(&peerRates, "peer-r", "100,10", "peer: producer rate in msg/s at each subscriber count (the last one repeats)")
+	flag.DurationVar(&cfg.peerDuration, "peer-d", 10*time.Second, "peer: how long the producer runs")
 	flag.Parse()
 
 	// Caddy runs in a directory of its own: a relative path would not find it there.
@@ -124,12 +136,11 @@ func main() {
 			fatalf("-only: unknown scenario %q (want %s)", s, strings.Join(scenarios, ", "))
 		}
 	}
-	for _, r := range splitList(rates) {
-		var n int
-		if _, err := fmt.Sscan(r, &n); err != nil || n <= 0 {
-			fatalf("-r: %q is not a positive rate", r)
-		}
-		cfg.rates = append(cfg.rates, n)
+	cfg.rates = positiveInts("-r", rates)
+	cfg.peerSubs = positiveInts("-peer-subs", peerSubs)
+	cfg.peerRates = positiveInts("-peer-r", peerRates)
+	if len(cfg.peerRates) == 0 {
+		fatalf("-peer-r: no rate")
 	}
 	if cfg.framesPerWrite < 1 {
 		fatalf("-frames-per-write must be at least 1")
@@ -153,7 +164,7 @@ func main() {
 }
 
 func run(ctx context.Context, cfg config) error {
-	if err := raiseFileLimit(max(cfg.idleSockets, cfg.fanoutSubs, cfg.fanoutGroupSubs, cfg.reloadSubs+cfg.reloadGroupSubs) + 4096); err != nil {
+	if err := raiseFileLimit(max(cfg.idleSockets, cfg.fanoutSubs, cfg.fanoutGroupSubs, cfg.reloadSubs+cfg.reloadGroupSubs, slices.Max(append(cfg.peerSubs, 0))) + 4096); err != nil {
 		return err
 	}
 	kafka, err := openKafka(cfg.brokers, cfg.partitions)
@@ -215,6 +226,8 @@ func run(ctx context.Context, cfg config) error {
 			err = b.fanout(ctx)
 		case "reload":
 			err = b.reload(ctx)
+		case "peer":
+			err = b.peer(ctx)
 		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", s, err)
@@ -279,6 +292,9 @@ type bench struct {
 	idleResult    *idleResult
 	fanoutResult  []fanoutResult
 	reloadResult  []reloadResult
+	peerResult    []peerPair
+
+	centrifugoBin string // the peer's binary, once installed
 }
 
 // topic returns a name unique to this run: a real broker keeps topics between runs.
@@ -311,6 +327,19 @@ func raiseFileLimit(want int) error {
 		return fmt.Errorf("raising the file limit to %d: %w", lim.Cur, err)
 	}
 	return nil
+}
+
+// positiveInts parses a comma-separated list of positive integers, or exits naming the flag.
+func positiveInts(flagName, list string) []int {
+	var out []int
+	for _, r := range splitList(list) {
+		var n int
+		if _, err := fmt.Sscan(r, &n); err != nil || n <= 0 {
+			fatalf("%s: %q is not a positive number", flagName, r)
+		}
+		out = append(out, n)
+	}
+	return out
 }
 
 func fatalf(format string, args ...any) {

@@ -17,6 +17,7 @@ import (
 type environment struct {
 	date, machine, goVersion, caddyVersion, kafkaVersion, command string
 	embedded                                                      bool
+	peerVersion                                                   string // Centrifugo's, once installed
 }
 
 func describeEnv(cfg config, k *kafkaCluster) environment {
@@ -128,6 +129,7 @@ func (b *bench) report() string {
 		row(name, "latency p50 / p99 / max", fmt.Sprintf("%s / %s / %s", fmtDur(f.p50), fmtDur(f.p99), fmtDur(f.max)), target)
 		row(name, "Caddy CPU per delivery", fmtDur(f.perDelivery), "")
 	}
+	b.peerRows(row)
 	if p := b.produceResult; p != nil && p.profilePath != "" {
 		fmt.Fprintf(&w, "\nCPU profile of Caddy during an extra produce round (%d publishes in %d s): `%s`.\n", p.profileMessages, p.profileSeconds, p.profilePath)
 	}

@@ -30,7 +30,18 @@ type wsConn struct {
 }
 
 func dialWS(ctx context.Context, url string) (*wsConn, error) {
-	conn, _, err := dialer.DialContext(ctx, url, nil)
+	return dialWSFrom(ctx, url, nil)
+}
+
+// dialWSFrom is dialWS from the local address local (nil: the kernel's choice).
+func dialWSFrom(ctx context.Context, url string, local net.Addr) (*wsConn, error) {
+	d := dialer
+	if local != nil {
+		bound := *dialer
+		bound.NetDialContext = (&net.Dialer{Timeout: 10 * time.Second, LocalAddr: local}).DialContext
+		d = &bound
+	}
+	conn, _, err := d.DialContext(ctx, url, nil)
 	if err != nil {
 		return nil, fmt.Errorf("dialing %s: %w", url, err)
 	}
