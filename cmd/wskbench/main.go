@@ -75,9 +75,13 @@ type config struct {
 	peerSubs          []int
 	peerRates         []int
 	peerDuration      time.Duration
+
+	// storm
+	stormSubs      int
+	stormGroupSubs int
 }
 
-var scenarios = []string{"produce", "consume", "idle", "fanout", "reload", "peer"}
+var scenarios = []string{"produce", "consume", "idle", "fanout", "reload", "peer", "storm"}
 
 func main() {
 	var cfg config
@@ -121,6 +125,8 @@ func main() {
 	flag.StringVar(&peerSubs, "peer-subs", "1000,10000", "peer: subscriber counts, comma separated")
 	flag.StringVar(&peerRates, "peer-r", "100,10", "peer: producer rate in msg/s at each subscriber count (the last one repeats)")
 	flag.DurationVar(&cfg.peerDuration, "peer-d", 10*time.Second, "peer: how long the producer runs")
+	flag.IntVar(&cfg.stormSubs, "storm-subs", 10000, "storm: sockets subscribing in broadcast mode at once")
+	flag.IntVar(&cfg.stormGroupSubs, "storm-group-subs", 1000, "storm: sockets subscribing to one consumer group at once")
 	flag.Parse()
 
 	// Caddy runs in a directory of its own: a relative path would not find it there.
@@ -164,7 +170,7 @@ func main() {
 }
 
 func run(ctx context.Context, cfg config) error {
-	if err := raiseFileLimit(max(cfg.idleSockets, cfg.fanoutSubs, cfg.fanoutGroupSubs, cfg.reloadSubs+cfg.reloadGroupSubs, slices.Max(append(cfg.peerSubs, 0))) + 4096); err != nil {
+	if err := raiseFileLimit(max(cfg.idleSockets, cfg.fanoutSubs, cfg.fanoutGroupSubs, cfg.reloadSubs+cfg.reloadGroupSubs, slices.Max(append(cfg.peerSubs, 0)), cfg.stormSubs) + 4096); err != nil {
 		return err
 	}
 	kafka, err := openKafka(cfg.brokers, cfg.partitions)
@@ -228,6 +234,8 @@ func run(ctx context.Context, cfg config) error {
 			err = b.reload(ctx)
 		case "peer":
 			err = b.peer(ctx)
+		case "storm":
+			err = b.substorm(ctx)
 		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", s, err)
@@ -293,6 +301,7 @@ type bench struct {
 	fanoutResult  []fanoutResult
 	reloadResult  []reloadResult
 	peerResult    []peerPair
+	stormResult   []stormResult
 
 	centrifugoBin string // the peer's binary, once installed
 }

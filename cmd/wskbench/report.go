@@ -130,6 +130,7 @@ func (b *bench) report() string {
 		row(name, "Caddy CPU per delivery", fmtDur(f.perDelivery), "")
 	}
 	b.peerRows(row)
+	b.stormRows(row)
 	if p := b.produceResult; p != nil && p.profilePath != "" {
 		fmt.Fprintf(&w, "\nCPU profile of Caddy during an extra produce round (%d publishes in %d s): `%s`.\n", p.profileMessages, p.profileSeconds, p.profilePath)
 	}
