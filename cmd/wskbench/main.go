@@ -79,13 +79,26 @@ type config struct {
 	// storm
 	stormSubs      int
 	stormGroupSubs int
+
+	// scale
+	scaleSockets   []int
+	scalePerCaddy  int
+	scalePerWorker int
+	scaleRate      int
+	scaleDuration  time.Duration
 }
 
-var scenarios = []string{"produce", "consume", "idle", "fanout", "reload", "peer", "storm"}
+var scenarios = []string{"produce", "consume", "idle", "fanout", "reload", "peer", "storm", "scale"}
 
 func main() {
 	var cfg config
-	var brokers, only, rates, peerSubs, peerRates string
+	if len(os.Args) > 1 && os.Args[1] == "-scale-worker" {
+		if err := runWorker(os.Args[2:]); err != nil {
+			fatalf("worker: %v", err)
+		}
+		return
+	}
+	var brokers, only, rates, peerSubs, peerRates, scaleSockets string
 	flag.StringVar(&cfg.caddyBin, "caddy", "./caddy", "the Caddy binary with the wskafka module (go build -o caddy ./cmd/caddy)")
 	flag.StringVar(&brokers, "brokers", os.Getenv("KAFKA_BROKERS"), "Kafka bootstrap brokers, comma separated; empty: an in-process kfake broker")
 	flag.StringVar(&only, "only", strings.Join(scenarios, ","), "scenarios to run, comma separated: "+strings.Join(scenarios, ", "))
@@ -127,6 +140,11 @@ func main() {
 	flag.DurationVar(&cfg.peerDuration, "peer-d", 10*time.Second, "peer: how long the producer runs")
 	flag.IntVar(&cfg.stormSubs, "storm-subs", 10000, "storm: sockets subscribing in broadcast mode at once")
 	flag.IntVar(&cfg.stormGroupSubs, "storm-group-subs", 1000, "storm: sockets subscribing to one consumer group at once")
+	flag.StringVar(&scaleSockets, "scale", "19000", "scale: total sockets of each run, comma separated (100000: six Caddy instances)")
+	flag.IntVar(&cfg.scalePerCaddy, "scale-per-caddy", 19000, "scale: most sockets on one Caddy (a process may hold at most the file limit)")
+	flag.IntVar(&cfg.scalePerWorker, "scale-per-worker", 9500, "scale: most sockets in one tool worker process")
+	flag.IntVar(&cfg.scaleRate, "scale-r", 1, "scale: producer rate in msg/s (each socket receives every record)")
+	flag.DurationVar(&cfg.scaleDuration, "scale-d", 30*time.Second, "scale: how long the producer runs")
 	flag.Parse()
 
 	// Caddy runs in a directory of its own: a relative path would not find it there.
@@ -145,6 +163,7 @@ func main() {
 	cfg.rates = positiveInts("-r", rates)
 	cfg.peerSubs = positiveInts("-peer-subs", peerSubs)
 	cfg.peerRates = positiveInts("-peer-r", peerRates)
+	cfg.scaleSockets = positiveInts("-scale", scaleSockets)
 	if len(cfg.peerRates) == 0 {
 		fatalf("-peer-r: no rate")
 	}
@@ -170,7 +189,7 @@ func main() {
 }
 
 func run(ctx context.Context, cfg config) error {
-	if err := raiseFileLimit(max(cfg.idleSockets, cfg.fanoutSubs, cfg.fanoutGroupSubs, cfg.reloadSubs+cfg.reloadGroupSubs, slices.Max(append(cfg.peerSubs, 0)), cfg.stormSubs) + 4096); err != nil {
+	if err := raiseFileLimit(max(cfg.idleSockets, cfg.fanoutSubs, cfg.fanoutGroupSubs, cfg.reloadSubs+cfg.reloadGroupSubs, slices.Max(append(cfg.peerSubs, 0)), cfg.stormSubs, cfg.scalePerCaddy, cfg.scalePerWorker) + 4096); err != nil {
 		return err
 	}
 	kafka, err := openKafka(cfg.brokers, cfg.partitions)
@@ -236,6 +255,8 @@ func run(ctx context.Context, cfg config) error {
 			err = b.peer(ctx)
 		case "storm":
 			err = b.substorm(ctx)
+		case "scale":
+			err = b.scale(ctx)
 		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", s, err)
@@ -302,6 +323,7 @@ type bench struct {
 	reloadResult  []reloadResult
 	peerResult    []peerPair
 	stormResult   []stormResult
+	scaleResult   []scaleResult
 
 	centrifugoBin string // the peer's binary, once installed
 }

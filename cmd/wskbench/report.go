@@ -131,6 +131,7 @@ func (b *bench) report() string {
 	}
 	b.peerRows(row)
 	b.stormRows(row)
+	b.scaleRows(row)
 	if p := b.produceResult; p != nil && p.profilePath != "" {
 		fmt.Fprintf(&w, "\nCPU profile of Caddy during an extra produce round (%d publishes in %d s): `%s`.\n", p.profileMessages, p.profileSeconds, p.profilePath)
 	}
