@@ -86,9 +86,16 @@ type config struct {
 	scalePerWorker int
 	scaleRate      int
 	scaleDuration  time.Duration
+
+	// curves
+	curveSubs     []int
+	curveRate     int
+	curveRates    []int
+	curveRateSubs int
+	curveDuration time.Duration
 }
 
-var scenarios = []string{"produce", "consume", "idle", "fanout", "reload", "peer", "storm", "scale"}
+var scenarios = []string{"produce", "consume", "idle", "fanout", "reload", "peer", "storm", "scale", "curves"}
 
 func main() {
 	var cfg config
@@ -98,7 +105,7 @@ func main() {
 		}
 		return
 	}
-	var brokers, only, rates, peerSubs, peerRates, scaleSockets string
+	var brokers, only, rates, peerSubs, peerRates, scaleSockets, curveSubs, curveRates string
 	flag.StringVar(&cfg.caddyBin, "caddy", "./caddy", "the Caddy binary with the wskafka module (go build -o caddy ./cmd/caddy)")
 	flag.StringVar(&brokers, "brokers", os.Getenv("KAFKA_BROKERS"), "Kafka bootstrap brokers, comma separated; empty: an in-process kfake broker")
 	flag.StringVar(&only, "only", strings.Join(scenarios, ","), "scenarios to run, comma separated: "+strings.Join(scenarios, ", "))
@@ -145,6 +152,11 @@ func main() {
 	flag.IntVar(&cfg.scalePerWorker, "scale-per-worker", 9500, "scale: most sockets in one tool worker process")
 	flag.IntVar(&cfg.scaleRate, "scale-r", 1, "scale: producer rate in msg/s (each socket receives every record)")
 	flag.DurationVar(&cfg.scaleDuration, "scale-d", 30*time.Second, "scale: how long the producer runs")
+	flag.StringVar(&curveSubs, "curve-subs", "100,1000,10000", "curves: subscriber counts of the sweep against subscribers")
+	flag.IntVar(&cfg.curveRate, "curve-r", 10, "curves: the record rate of the sweep against subscribers")
+	flag.StringVar(&curveRates, "curve-rates", "10,30,100,300", "curves: record rates of the sweep against the rate")
+	flag.IntVar(&cfg.curveRateSubs, "curve-rate-subs", 1000, "curves: subscribers of the sweep against the rate")
+	flag.DurationVar(&cfg.curveDuration, "curve-d", 10*time.Second, "curves: how long the producer runs at each point")
 	flag.Parse()
 
 	// Caddy runs in a directory of its own: a relative path would not find it there.
@@ -164,6 +176,8 @@ func main() {
 	cfg.peerSubs = positiveInts("-peer-subs", peerSubs)
 	cfg.peerRates = positiveInts("-peer-r", peerRates)
 	cfg.scaleSockets = positiveInts("-scale", scaleSockets)
+	cfg.curveSubs = positiveInts("-curve-subs", curveSubs)
+	cfg.curveRates = positiveInts("-curve-rates", curveRates)
 	if len(cfg.peerRates) == 0 {
 		fatalf("-peer-r: no rate")
 	}
@@ -189,7 +203,7 @@ func main() {
 }
 
 func run(ctx context.Context, cfg config) error {
-	if err := raiseFileLimit(max(cfg.idleSockets, cfg.fanoutSubs, cfg.fanoutGroupSubs, cfg.reloadSubs+cfg.reloadGroupSubs, slices.Max(append(cfg.peerSubs, 0)), cfg.stormSubs, cfg.scalePerCaddy, cfg.scalePerWorker) + 4096); err != nil {
+	if err := raiseFileLimit(max(cfg.idleSockets, cfg.fanoutSubs, cfg.fanoutGroupSubs, cfg.reloadSubs+cfg.reloadGroupSubs, slices.Max(append(cfg.peerSubs, 0)), cfg.stormSubs, cfg.scalePerCaddy, cfg.scalePerWorker, slices.Max(append(cfg.curveSubs, 0))) + 4096); err != nil {
 		return err
 	}
 	kafka, err := openKafka(cfg.brokers, cfg.partitions)
@@ -257,6 +271,8 @@ func run(ctx context.Context, cfg config) error {
 			err = b.substorm(ctx)
 		case "scale":
 			err = b.scale(ctx)
+		case "curves":
+			err = b.curves(ctx)
 		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", s, err)
@@ -267,6 +283,12 @@ func run(ctx context.Context, cfg config) error {
 			return err
 		}
 		fmt.Printf("wskbench: latency histograms in %s\n", cfg.plot)
+	}
+	if b.curvePictures, err = b.writeCurves(); err != nil {
+		return err
+	}
+	for _, p := range b.curvePictures {
+		fmt.Printf("wskbench: curves in %s\n", p)
 	}
 	// The reload storm has a section of its own, so that `-only reload` leaves the other results as they are.
 	for _, r := range []struct {
@@ -324,8 +346,11 @@ type bench struct {
 	peerResult    []peerPair
 	stormResult   []stormResult
 	scaleResult   []scaleResult
+	curveResult   []curvePoint
+	curvePictures []string // the SVG files written
 
 	centrifugoBin string // the peer's binary, once installed
+	peerRuns      int    // runs of peerRun so far, to name their topics
 }
 
 // topic returns a name unique to this run: a real broker keeps topics between runs.

@@ -52,7 +52,7 @@ func (b *bench) peer(ctx context.Context) error {
 			order = []string{"centrifugo", "wskafka"}
 		}
 		for _, server := range order {
-			res, err := b.peerRun(ctx, server, subs, rate)
+			res, err := b.peerRun(ctx, server, subs, rate, b.cfg.peerDuration)
 			if err != nil {
 				return fmt.Errorf("%s, %d subscribers: %w", server, subs, err)
 			}
@@ -70,10 +70,10 @@ func (b *bench) peer(ctx context.Context) error {
 	return nil
 }
 
-// peerRun starts one server, subscribes the sockets, and produces rate records a second for the scenario's
-// duration.
-func (b *bench) peerRun(ctx context.Context, server string, subs, rate int) (*peerResult, error) {
-	topic := b.topic(fmt.Sprintf("peer-%s-%d", server, subs))
+// peerRun starts one server, subscribes the sockets, and produces rate records a second for duration.
+func (b *bench) peerRun(ctx context.Context, server string, subs, rate int, duration time.Duration) (*peerResult, error) {
+	b.peerRuns++
+	topic := b.topic(fmt.Sprintf("peer-%s-%d-%d", server, subs, b.peerRuns))
 	if err := b.kafka.createTopic(ctx, topic); err != nil {
 		return nil, err
 	}
@@ -125,14 +125,14 @@ func (b *bench) peerRun(ctx context.Context, server string, subs, rate int) (*pe
 	}
 	res.rssPerSocket = float64(after-before) / float64(subs)
 
-	want := int64(rate) * int64(b.cfg.peerDuration/time.Millisecond) / 1000
+	want := int64(rate) * int64(duration/time.Millisecond) / 1000
 	set.expect(want * int64(subs))
 	meter, err := startCPU(ep.pid)
 	if err != nil {
 		return nil, err
 	}
 	start := time.Now()
-	sent, err := b.produceValuesAtRate(ctx, topic, rate, b.cfg.peerDuration, func(now time.Time) []byte {
+	sent, err := b.produceValuesAtRate(ctx, topic, rate, duration, func(now time.Time) []byte {
 		return centrifugoCommand(make([]byte, 0, b.cfg.size), now, b.cfg.size)
 	})
 	if err != nil {

@@ -132,6 +132,7 @@ func (b *bench) report() string {
 	b.peerRows(row)
 	b.stormRows(row)
 	b.scaleRows(row)
+	b.curveRows(row)
 	if p := b.produceResult; p != nil && p.profilePath != "" {
 		fmt.Fprintf(&w, "\nCPU profile of Caddy during an extra produce round (%d publishes in %d s): `%s`.\n", p.profileMessages, p.profileSeconds, p.profilePath)
 	}
@@ -140,6 +141,9 @@ func (b *bench) report() string {
 	}
 	if b.cfg.plot != "" && len(b.consumeResult)+len(b.fanoutResult) > 0 {
 		fmt.Fprintf(&w, "\nLatency histograms: `%s`.\n", b.cfg.plot)
+	}
+	for _, p := range b.curvePictures {
+		fmt.Fprintf(&w, "\n![%s](%s)\n", strings.TrimSuffix(filepath.Base(p), ".svg"), p)
 	}
 	return w.String()
 }
