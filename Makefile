@@ -2,7 +2,7 @@
 GO       ?= go
 PACKAGES  = $(shell $(GO) list ./... | grep -v /e2e)
 
-.PHONY: build run test test-fast test-kafka test-e2e test-client vet fuzz e2e-deps kafka-up kafka-down clean bench
+.PHONY: build run test test-fast test-kafka test-e2e test-client vet fuzz e2e-deps kafka-up kafka-down clean bench bench-scale
 
 build:
 	$(GO) build -o caddy ./cmd/caddy
@@ -56,10 +56,21 @@ fuzz:
 # The benchmarks of BENCHMARKS.md (not tests: nothing in `make test` depends on timing). The in-process broker by
 # default, KAFKA_BROKERS for a real one (KAFKA_VERSION names it in the results; the group-per-subscriber fan-out
 # then has 250 subscribers, see BENCHMARKS.md); BENCHFLAGS adds wskbench flags.
+# The peer, Centrifugo, is built by wskbench with `go install` into the run's temp dir (CENTRIFUGO_VERSION), or taken
+# from CENTRIFUGO (a binary); it is never a dependency of this module.
 BENCH_SUFFIX = $(if $(KAFKA_BROKERS),-kafka)
+CENTRIFUGO_VERSION ?= v6.9.1
+BENCH_PEER = -centrifugo-version $(CENTRIFUGO_VERSION) $(if $(CENTRIFUGO),-centrifugo $(CENTRIFUGO))
 bench: build
 	$(GO) run ./cmd/wskbench -caddy ./caddy -out BENCHMARKS.md -profile bench/produce$(BENCH_SUFFIX).pprof \
-		-fanout-profile bench/fanout$(BENCH_SUFFIX).pprof $(if $(KAFKA_BROKERS),-group-subs=250) $(BENCHFLAGS)
+		-fanout-profile bench/fanout$(BENCH_SUFFIX).pprof $(if $(KAFKA_BROKERS),-group-subs=250) $(BENCH_PEER) $(BENCHFLAGS)
+
+# Many sockets: 19,000 on one Caddy, then 100,000 over six Caddy instances and eleven wskbench worker processes on
+# loopback source addresses of their own (a process here may hold 20,000 files); its own section of BENCHMARKS.md.
+# SCALE lists the sizes.
+SCALE ?= 19000,100000
+bench-scale: build
+	$(GO) run ./cmd/wskbench -caddy ./caddy -out BENCHMARKS.md -only scale -scale $(SCALE) $(BENCHFLAGS)
 
 e2e-deps:
 	@if [ -f e2e/node/package.json ]; then cd e2e/node && npm ci --no-audit --no-fund --loglevel=error; fi

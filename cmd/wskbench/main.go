@@ -290,14 +290,16 @@ func run(ctx context.Context, cfg config) error {
 	for _, p := range b.curvePictures {
 		fmt.Printf("wskbench: curves in %s\n", p)
 	}
-	// The reload storm has a section of its own, so that `-only reload` leaves the other results as they are.
+	// The reload storm and the many-sockets runs have sections of their own, so that `-only reload` or a 100,000-socket
+	// `-only scale` leaves the other results as they are.
 	for _, r := range []struct {
 		ran     bool
 		section string
 		render  func() string
 	}{
-		{slices.ContainsFunc(cfg.only, func(s string) bool { return s != "reload" }), b.env.section(), b.report},
+		{slices.ContainsFunc(cfg.only, func(s string) bool { return s != "reload" && s != "scale" }), b.env.section(), b.report},
 		{slices.Contains(cfg.only, "reload"), b.env.section() + "-reload", b.reloadReport},
+		{slices.Contains(cfg.only, "scale"), b.env.section() + "-scale", b.scaleReport},
 	} {
 		if !r.ran {
 			continue
@@ -348,6 +350,7 @@ type bench struct {
 	scaleResult   []scaleResult
 	curveResult   []curvePoint
 	curvePictures []string // the SVG files written
+	targets       []string // #13's targets in the report being rendered, met or missed
 
 	centrifugoBin string // the peer's binary, once installed
 	peerRuns      int    // runs of peerRun so far, to name their topics

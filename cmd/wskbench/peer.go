@@ -188,9 +188,11 @@ func (b *bench) peerRows(row func(scenario, figure, result, target string)) {
 		}
 		w, c := p.wskafka, p.peer
 		all := w.delivered == w.sent*int64(w.subscribers) && c.delivered == c.sent*int64(c.subscribers)
-		row(name, "every record delivered by both", fmt.Sprintf("%v", all), verdict(all, "all delivered by both"))
-		row(name, "wskafka / Centrifugo CPU per delivery", ratio(w.perDelivery, c.perDelivery), verdict(w.perDelivery <= c.perDelivery*7/10 && c.perDelivery > 0, "≤ 0.7"))
-		row(name, "wskafka / Centrifugo p99", ratio(w.p99, c.p99), verdict(w.p99 <= c.p99*6/10 && c.p99 > 0, "≤ 0.6"))
+		row(name, "every record delivered by both", fmt.Sprintf("%v", all), b.issueTarget(fmt.Sprintf("peer, %d subscribers: every record delivered by both", p.subscribers), all, "all delivered by both", fmt.Sprintf("wskafka %d/%d, Centrifugo %d/%d", w.delivered, w.sent*int64(w.subscribers), c.delivered, c.sent*int64(c.subscribers))))
+		row(name, "wskafka / Centrifugo CPU per delivery", ratio(w.perDelivery, c.perDelivery), b.issueTarget(fmt.Sprintf("peer, %d subscribers: wskafka / Centrifugo CPU per delivery", p.subscribers), w.perDelivery <= c.perDelivery*7/10 && c.perDelivery > 0, "≤ 0.7",
+			fmt.Sprintf("%s: %s against %s, load %.1f", ratio(w.perDelivery, c.perDelivery), fmtDur(w.perDelivery), fmtDur(c.perDelivery), w.load)))
+		row(name, "wskafka / Centrifugo p99", ratio(w.p99, c.p99), b.issueTarget(fmt.Sprintf("peer, %d subscribers: wskafka / Centrifugo p99", p.subscribers), w.p99 <= c.p99*6/10 && c.p99 > 0, "≤ 0.6",
+			fmt.Sprintf("%s: %s against %s", ratio(w.p99, c.p99), fmtDur(w.p99), fmtDur(c.p99))))
 		row(name, "wskafka / Centrifugo RSS per subscribed socket", fmt.Sprintf("%.2f", w.rssPerSocket/c.rssPerSocket), "")
 	}
 }

@@ -222,7 +222,8 @@ func (b *bench) stormRows(row func(scenario, figure, result, target string)) {
 		name := fmt.Sprintf("subscribe storm: %s, %d sockets subscribing at once (%s)", who, r.sockets, r.mode)
 		target := ""
 		if r.server == "wskafka" && r.mode == "broadcast" {
-			target = verdict(r.failed == 0 && r.perSecond >= 10000, "≥ 10,000 subscribes/s")
+			target = b.issueTarget(fmt.Sprintf("subscribe storm: %d broadcast subscribes at once", r.sockets), r.failed == 0 && r.perSecond >= 10000, "≥ 10,000 subscribes/s",
+				fmt.Sprintf("%.0f/s, %d failed, load %.1f", r.perSecond, r.failed, r.load))
 		}
 		row(name, "all answered in (load)", fmt.Sprintf("%s, %d failed (load %.1f)", fmtDur(r.wall), r.failed, r.load), "")
 		row(name, "subscribes per second", fmt.Sprintf("%.0f", r.perSecond), target)
@@ -232,12 +233,14 @@ func (b *bench) stormRows(row func(scenario, figure, result, target string)) {
 		}
 		if r.generations < 0 {
 			row(name, "the group's join (the broker's last Stabilized group line)", "unknown (no broker log)", "no subscribe longer than the group's join: unknown")
+			b.targets = append(b.targets, fmt.Sprintf("- subscribe storm: %d subscribes to one group at once: no subscribe longer than the group's join: unknown (no broker log; slowest subscribe %s)", r.sockets, fmtDur(r.max)))
 			continue
 		}
 		// A subscribe answers after the join, the SyncGroup and the start offsets: half a second past the last
 		// generation's log line is that, not a second join.
 		met := r.failed == 0 && r.max <= r.join+500*time.Millisecond
 		row(name, "the group's join: generations, members of the last, when it stabilized", fmt.Sprintf("%d, %d, %s", r.generations, r.lastMembers, fmtDur(r.join)),
-			verdict(met, "no subscribe longer than the group's join (+0.5 s for SyncGroup and offsets)"))
+			b.issueTarget(fmt.Sprintf("subscribe storm: %d subscribes to one group at once", r.sockets), met, "no subscribe longer than the group's join (+0.5 s for SyncGroup and offsets)",
+				fmt.Sprintf("slowest subscribe %s, the group stabilized after %s in %d generations", fmtDur(r.max), fmtDur(r.join), r.generations)))
 	}
 }
