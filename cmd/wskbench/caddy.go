@@ -274,9 +274,22 @@ func (c *caddyProcess) cpuProfile(ctx context.Context, seconds int, path string)
 	if c.adminPort == 0 {
 		return fmt.Errorf("caddy was started without its admin API")
 	}
-	ctx, cancel := context.WithTimeout(ctx, time.Duration(seconds)*time.Second+30*time.Second)
+	return c.fetchPprof(ctx, fmt.Sprintf("profile?seconds=%d", seconds), time.Duration(seconds)*time.Second+30*time.Second, path)
+}
+
+// heapProfile fetches a heap profile from Caddy's admin API into path.
+func (c *caddyProcess) heapProfile(ctx context.Context, path string) error {
+	if c.adminPort == 0 {
+		return fmt.Errorf("caddy was started without its admin API")
+	}
+	return c.fetchPprof(ctx, "heap", time.Minute, path)
+}
+
+// fetchPprof writes what /debug/pprof/<query> of Caddy's admin API answers into path.
+func (c *caddyProcess) fetchPprof(ctx context.Context, query string, timeout time.Duration, path string) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	url := fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", c.adminPort, seconds)
+	url := fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/%s", c.adminPort, query)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err

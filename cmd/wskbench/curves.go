@@ -52,8 +52,8 @@ func (b *bench) curveFiles() (subscribers, rate string) {
 
 // writeCurves draws the curves of the run, when there are any.
 func (b *bench) writeCurves() ([]string, error) {
-	if len(b.curveResult) == 0 && len(b.scaleResult) == 0 {
-		return nil, nil
+	if len(b.curveResult) == 0 {
+		return nil, nil // the pictures of an earlier run stay as they are
 	}
 	subsPath, ratePath := b.curveFiles()
 	figures := func(xOf func(*peerResult) float64, pick func(curvePoint) bool) (cpu, p99, rss []point) {

@@ -86,6 +86,10 @@ type config struct {
 	scalePerWorker int
 	scaleRate      int
 	scaleDuration  time.Duration
+	// scaleProfile is the prefix of CPU profiles of the first Caddy while idle and while delivering ("": none).
+	scaleProfile string
+	// peerProfile is where a CPU profile of wskafka's first peer run goes ("": none).
+	peerProfile string
 
 	// curves
 	curveSubs     []int
@@ -157,6 +161,8 @@ func main() {
 	flag.StringVar(&curveRates, "curve-rates", "10,30,100,300", "curves: record rates of the sweep against the rate")
 	flag.IntVar(&cfg.curveRateSubs, "curve-rate-subs", 1000, "curves: subscribers of the sweep against the rate")
 	flag.DurationVar(&cfg.curveDuration, "curve-d", 10*time.Second, "curves: how long the producer runs at each point")
+	flag.StringVar(&cfg.scaleProfile, "scale-profile", "", "scale: write CPU profiles of the first Caddy to <this>-idle.pprof (the idle window) and <this>-deliver.pprof (while the producer runs), its heap once subscribed to <this>-heap.pprof")
+	flag.StringVar(&cfg.peerProfile, "peer-profile", "", "peer: write a CPU profile of Caddy during wskafka's first peer run here")
 	flag.Parse()
 
 	// Caddy runs in a directory of its own: a relative path would not find it there.
@@ -290,15 +296,17 @@ func run(ctx context.Context, cfg config) error {
 	for _, p := range b.curvePictures {
 		fmt.Printf("wskbench: curves in %s\n", p)
 	}
-	// The reload storm and the many-sockets runs have sections of their own, so that `-only reload` or a 100,000-socket
-	// `-only scale` leaves the other results as they are.
+	// The reload storm, the peer (with the subscribe storms and the curves) and the many-sockets runs have sections of
+	// their own, so that `-only reload`, `-only peer,storm,curves` or a 100,000-socket `-only scale` leaves the other
+	// results as they are.
 	for _, r := range []struct {
 		ran     bool
 		section string
 		render  func() string
 	}{
-		{slices.ContainsFunc(cfg.only, func(s string) bool { return s != "reload" && s != "scale" }), b.env.section(), b.report},
+		{slices.ContainsFunc(cfg.only, func(s string) bool { return slices.Contains([]string{"produce", "consume", "idle", "fanout"}, s) }), b.env.section(), b.report},
 		{slices.Contains(cfg.only, "reload"), b.env.section() + "-reload", b.reloadReport},
+		{slices.ContainsFunc(cfg.only, func(s string) bool { return slices.Contains([]string{"peer", "storm", "curves"}, s) }), b.env.section() + "-peer", b.peerReport},
 		{slices.Contains(cfg.only, "scale"), b.env.section() + "-scale", b.scaleReport},
 	} {
 		if !r.ran {
@@ -354,6 +362,7 @@ type bench struct {
 
 	centrifugoBin string // the peer's binary, once installed
 	peerRuns      int    // runs of peerRun so far, to name their topics
+	peerProfiled  bool   // the peer profile is written
 }
 
 // topic returns a name unique to this run: a real broker keeps topics between runs.

@@ -79,14 +79,18 @@ func (b *bench) peerRun(ctx context.Context, server string, subs, rate int, dura
 	}
 	defer b.kafka.deleteTopic(context.Background(), topic)
 	var ep endpoint
+	var profile bool
+	var profiler *caddyProcess
 	switch server {
 	case "wskafka":
-		caddy, err := b.startCaddy(ctx, false)
+		profile = b.cfg.peerProfile != "" && !b.peerProfiled
+		caddy, err := b.startCaddy(ctx, profile)
 		if err != nil {
 			return nil, err
 		}
 		defer caddy.stop()
 		ep = wskafkaEndpoint(caddy, "/ws0", topic)
+		profiler = caddy
 	default:
 		c, err := b.startCentrifugo(ctx, topic, topic+"-group")
 		if err != nil {
@@ -131,11 +135,21 @@ func (b *bench) peerRun(ctx context.Context, server string, subs, rate int, dura
 	if err != nil {
 		return nil, err
 	}
+	profiled := make(chan error, 1)
+	if profile {
+		b.peerProfiled = true
+		go func() { profiled <- profiler.cpuProfile(ctx, int(duration.Seconds()), b.cfg.peerProfile) }()
+	} else {
+		profiled <- nil
+	}
 	start := time.Now()
 	sent, err := b.produceValuesAtRate(ctx, topic, rate, duration, func(now time.Time) []byte {
 		return centrifugoCommand(make([]byte, 0, b.cfg.size), now, b.cfg.size)
 	})
 	if err != nil {
+		return nil, err
+	}
+	if err := <-profiled; err != nil {
 		return nil, err
 	}
 	select {

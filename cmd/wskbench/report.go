@@ -142,12 +142,7 @@ func (b *bench) report() string {
 		row(name, "latency p50 / p99 / max", fmt.Sprintf("%s / %s / %s", fmtDur(f.p50), fmtDur(f.p99), fmtDur(f.max)), target)
 		row(name, "Caddy CPU per delivery", fmtDur(f.perDelivery), "")
 	}
-	b.peerRows(row)
-	b.stormRows(row)
-	b.curveRows(row)
-	if len(b.targets) > 0 {
-		fmt.Fprintf(&w, "\nThe targets of #13 measured in this run:\n\n%s\n", strings.Join(b.targets, "\n"))
-	}
+	b.writeTargets(&w)
 	if p := b.produceResult; p != nil && p.profilePath != "" {
 		fmt.Fprintf(&w, "\nCPU profile of Caddy during an extra produce round (%d publishes in %d s): `%s`.\n", p.profileMessages, p.profileSeconds, p.profilePath)
 	}
@@ -157,9 +152,7 @@ func (b *bench) report() string {
 	if b.cfg.plot != "" && len(b.consumeResult)+len(b.fanoutResult) > 0 {
 		fmt.Fprintf(&w, "\nLatency histograms: `%s`.\n", b.cfg.plot)
 	}
-	for _, p := range b.curvePictures {
-		fmt.Fprintf(&w, "\n![%s](%s)\n", strings.TrimSuffix(filepath.Base(p), ".svg"), p)
-	}
+
 	return w.String()
 }
 
@@ -178,14 +171,38 @@ func (b *bench) reportHeader(w *bytes.Buffer) func(scenario, figure, result, tar
 	}
 }
 
+// writeTargets lists the targets of #13 met or missed in the section just rendered.
+func (b *bench) writeTargets(w *bytes.Buffer) {
+	if len(b.targets) > 0 {
+		fmt.Fprintf(w, "\nThe targets of #13 measured in this run:\n\n%s\n", strings.Join(b.targets, "\n"))
+	}
+}
+
 // scaleReport renders the many-sockets runs as markdown, a section of their own, with their targets.
 func (b *bench) scaleReport() string {
 	var w bytes.Buffer
 	b.targets = nil
 	fmt.Fprintf(&w, "### %s broker, many sockets, %s\n\n", b.env.section(), b.env.date)
 	b.scaleRows(b.reportHeader(&w))
-	if len(b.targets) > 0 {
-		fmt.Fprintf(&w, "\nThe targets of #13 measured in this run:\n\n%s\n", strings.Join(b.targets, "\n"))
+	b.writeTargets(&w)
+	return w.String()
+}
+
+// peerReport renders the peer, the subscribe storms and the curves as markdown, a section of their own.
+func (b *bench) peerReport() string {
+	var w bytes.Buffer
+	b.targets = nil
+	fmt.Fprintf(&w, "### %s broker, against Centrifugo, subscribe storms, curves, %s\n\n", b.env.section(), b.env.date)
+	if b.env.peerVersion != "" {
+		fmt.Fprintf(&w, "- peer: Centrifugo %s (%s, `go install`ed by the tool), memory broker, its Kafka consumer reading publish commands\n", b.env.peerVersion, centrifugoModule)
+	}
+	row := b.reportHeader(&w)
+	b.peerRows(row)
+	b.stormRows(row)
+	b.curveRows(row)
+	b.writeTargets(&w)
+	for _, p := range b.curvePictures {
+		fmt.Fprintf(&w, "\n![%s](%s)\n", strings.TrimSuffix(filepath.Base(p), ".svg"), p)
 	}
 	return w.String()
 }

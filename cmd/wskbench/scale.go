@@ -92,8 +92,8 @@ func (b *bench) scaleRun(ctx context.Context, total int) (*scaleResult, error) {
 		}
 	}()
 	var before []int64
-	for range res.caddies {
-		c, err := b.startCaddy(ctx, false)
+	for i := range res.caddies {
+		c, err := b.startCaddy(ctx, i == 0 && b.cfg.scaleProfile != "")
 		if err != nil {
 			return nil, err
 		}
@@ -179,6 +179,11 @@ func (b *bench) scaleRun(ctx context.Context, total int) (*scaleResult, error) {
 		res.rssPerSocket += float64(rss - before[i])
 	}
 	res.rssPerSocket /= float64(total)
+	if b.cfg.scaleProfile != "" {
+		if err := caddies[0].heapProfile(ctx, b.cfg.scaleProfile+"-heap.pprof"); err != nil {
+			return nil, err
+		}
+	}
 
 	caddyCPU := func() (time.Duration, error) {
 		var sum time.Duration
@@ -195,10 +200,16 @@ func (b *bench) scaleRun(ctx context.Context, total int) (*scaleResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	select {
-	case <-time.After(res.idleWindow):
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	if b.cfg.scaleProfile != "" {
+		if err := caddies[0].cpuProfile(ctx, int(res.idleWindow.Seconds()), b.cfg.scaleProfile+"-idle.pprof"); err != nil {
+			return nil, err
+		}
+	} else {
+		select {
+		case <-time.After(res.idleWindow):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 	idleEnd, err := caddyCPU()
 	if err != nil {
@@ -226,10 +237,21 @@ func (b *bench) scaleRun(ctx context.Context, total int) (*scaleResult, error) {
 		return nil, err
 	}
 	toolStart := workerCPU()
+	profiled := make(chan error, 1)
+	if b.cfg.scaleProfile != "" {
+		go func() {
+			profiled <- caddies[0].cpuProfile(ctx, int(b.cfg.scaleDuration.Seconds()), b.cfg.scaleProfile+"-deliver.pprof")
+		}()
+	} else {
+		profiled <- nil
+	}
 	sent, err := b.produceValuesAtRate(ctx, topic, b.cfg.scaleRate, b.cfg.scaleDuration, func(now time.Time) []byte {
 		return centrifugoCommand(make([]byte, 0, b.cfg.size), now, b.cfg.size)
 	})
 	if err != nil {
+		return nil, err
+	}
+	if err := <-profiled; err != nil {
 		return nil, err
 	}
 	var closed int
