@@ -287,9 +287,15 @@ func (c *caddyProcess) heapProfile(ctx context.Context, path string) error {
 
 // fetchPprof writes what /debug/pprof/<query> of Caddy's admin API answers into path.
 func (c *caddyProcess) fetchPprof(ctx context.Context, query string, timeout time.Duration, path string) error {
+	return c.fetchDebug(ctx, "pprof/"+query, timeout, path)
+}
+
+// fetchDebug writes what /debug/<query> of Caddy's admin API answers into path (pprof/…, or vars: expvar's
+// memstats, whose StackInuse and HeapInuse split the resident memory).
+func (c *caddyProcess) fetchDebug(ctx context.Context, query string, timeout time.Duration, path string) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	url := fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/%s", c.adminPort, query)
+	url := fmt.Sprintf("http://127.0.0.1:%d/debug/%s", c.adminPort, query)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err

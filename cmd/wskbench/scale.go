@@ -183,6 +183,12 @@ func (b *bench) scaleRun(ctx context.Context, total int) (*scaleResult, error) {
 		if err := caddies[0].heapProfile(ctx, b.cfg.scaleProfile+"-heap.pprof"); err != nil {
 			return nil, err
 		}
+		if err := caddies[0].fetchPprof(ctx, "goroutine", time.Minute, b.cfg.scaleProfile+"-goroutine.pprof"); err != nil {
+			return nil, err
+		}
+		if err := caddies[0].fetchDebug(ctx, "vars", time.Minute, b.cfg.scaleProfile+"-vars.json"); err != nil {
+			return nil, err
+		}
 	}
 
 	caddyCPU := func() (time.Duration, error) {
