@@ -95,7 +95,7 @@ func (b *bench) writeCurves() ([]string, error) {
 		sp = append(sp, point{x, float64(r.p99) / float64(time.Millisecond)})
 		sr = append(sr, point{x, r.rssPerSocket / 1024})
 	}
-	add(fmt.Sprintf("wskafka, %d msg/s, many instances", b.cfg.scaleRate), "#3a9a4a", sc, sp, sr)
+	add(fmt.Sprintf("wskafka, %d msg/s (scale runs)", b.cfg.scaleRate), "#3a9a4a", sc, sp, sr)
 	for _, peer := range []struct{ name, color string }{{"wskafka", "#7a4ab0"}, {"centrifugo", "#d0502a"}} {
 		var pc, pp, pr []point
 		for _, p := range b.peerResult {

@@ -194,7 +194,11 @@ func (b *bench) peerReport() string {
 	b.targets = nil
 	fmt.Fprintf(&w, "### %s broker, against Centrifugo, subscribe storms, curves, %s\n\n", b.env.section(), b.env.date)
 	if b.env.peerVersion != "" {
-		fmt.Fprintf(&w, "- peer: Centrifugo %s (%s, `go install`ed by the tool), memory broker, its Kafka consumer reading publish commands\n", b.env.peerVersion, centrifugoModule)
+		how := "`go install`ed by the tool"
+		if b.cfg.centrifugoBin != "" {
+			how = "the binary given with -centrifugo"
+		}
+		fmt.Fprintf(&w, "- peer: Centrifugo %s (%s, %s), memory broker, its Kafka consumer reading publish commands\n", b.env.peerVersion, centrifugoModule, how)
 	}
 	row := b.reportHeader(&w)
 	b.peerRows(row)

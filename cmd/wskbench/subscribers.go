@@ -46,7 +46,7 @@ type endpoint struct {
 	handshake func(c *wsConn) error
 	// subscribe subscribes the socket and returns once the server has answered.
 	subscribe func(c *wsConn) error
-	// ping reports whether a frame is the server's application ping, which the reader answers with pong.
+	// ping reports whether a frame holds the server's application ping, which the reader answers with pong.
 	ping func(frame []byte) bool
 	pong []byte
 }
@@ -63,7 +63,8 @@ func wskafkaEndpoint(c *caddyProcess, route, topic string) endpoint {
 
 // centrifugoEndpoint is a subscription to the peer's channel with its JSON protocol over WebSocket: a connect
 // command first (anonymous: the config allows it), then subscribe. Centrifugo pings with an empty command ({})
-// every 25 s and closes a client that does not answer with one.
+// every 25 s, as a JSON line that may share a frame with pushes queued before it, and closes a client that does
+// not answer with one within its pong_timeout (code 3012, "no pong").
 func centrifugoEndpoint(c *centrifugoProcess) endpoint {
 	return endpoint{
 		name:      "centrifugo",
@@ -73,9 +74,19 @@ func centrifugoEndpoint(c *centrifugoProcess) endpoint {
 		subscribe: func(conn *wsConn) error {
 			return conn.centrifugoCommand(2, `{"id":2,"subscribe":{"channel":"`+centrifugoChannel+`"}}`)
 		},
-		ping: func(frame []byte) bool { return bytes.Equal(bytes.TrimSpace(frame), []byte("{}")) },
+		ping: centrifugoPing,
 		pong: []byte("{}"),
 	}
+}
+
+// centrifugoPing reports whether one of the frame's JSON lines is an empty command: Centrifugo's ping.
+func centrifugoPing(frame []byte) bool {
+	for line := range bytes.Lines(frame) {
+		if bytes.Equal(bytes.TrimSpace(line), []byte("{}")) {
+			return true
+		}
+	}
+	return false
 }
 
 // centrifugoCommand sends one command of Centrifugo's JSON protocol and waits for the reply with its id (replies
@@ -213,7 +224,9 @@ func (s *subscriberSet) read(i int, c *wsConn) {
 		if s.ep.ping != nil && s.ep.ping(frame) {
 			c.conn.SetWriteDeadline(time.Now().Add(replyTimeout))
 			_ = c.conn.WriteMessage(websocket.TextMessage, s.ep.pong)
-			continue
+			if len(bytes.TrimSpace(frame)) == 2 {
+				continue // the ping alone
+			}
 		}
 		s.frames.Add(1)
 		n, err := markedStamps(frame, func(sent int64) {

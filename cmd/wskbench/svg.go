@@ -34,12 +34,17 @@ const (
 	svgMarginRight = 16
 	svgMarginTop   = 40
 	svgMarginBot   = 64
+	svgLegendRow   = 14
 )
 
 // writeCharts draws the panels side by side into an SVG file, with a caption under them.
 func writeCharts(path, caption string, panels []chartPanel) error {
 	var w bytes.Buffer
-	width, height := svgPanelWidth*len(panels), svgPanelHeight+24
+	rows := 1 // legend rows: one per series, under the panels
+	for _, p := range panels {
+		rows = max(rows, len(p.series))
+	}
+	width, height := svgPanelWidth*len(panels), svgPanelHeight+svgLegendRow*(rows-1)+24
 	fmt.Fprintf(&w, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="11">`+"\n", width, height, width, height)
 	fmt.Fprintf(&w, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
 	for i, p := range panels {
@@ -161,8 +166,8 @@ func drawChart(w *bytes.Buffer, left float64, p chartPanel) {
 			fmt.Fprintf(w, `<circle cx="%.1f" cy="%.1f" r="3.5" fill="%s"><title>%s: %s, %s</title></circle>`+"\n",
 				ax.pos(pt.x), ay.pos(pt.y), s.color, html.EscapeString(s.name), fmtTick(pt.x), fmtTick(pt.y))
 		}
-		ly := y0 + 48 // the legend, under the axis label
-		lx := x0 + float64(i)*((x1-x0)/float64(max(len(p.series), 1)))
+		ly := y0 + 48 + float64(i*svgLegendRow) // the legend, one row per series under the axis label
+		lx := x0
 		fmt.Fprintf(w, `<rect x="%.1f" y="%.1f" width="10" height="10" fill="%s"/>`+"\n", lx, ly-9, s.color)
 		fmt.Fprintf(w, `<text x="%.1f" y="%.1f">%s</text>`+"\n", lx+14, ly, html.EscapeString(s.name))
 	}

@@ -55,6 +55,21 @@ func TestCentrifugoCommand(t *testing.T) {
 	}
 }
 
+// A Centrifugo ping is answered also when it shares a frame with pushes; a push is no ping.
+func TestCentrifugoPing(t *testing.T) {
+	for frame, want := range map[string]bool{
+		`{}`:                             true,
+		"{\"push\":{}}\n{}":              true,
+		"{}\n{\"push\":{\"pub\":{}}}":    true,
+		`{"push":{"pub":{"data":{}}}}`:   false,
+		`{"id":1,"connect":{"ping":25}}`: false,
+	} {
+		if got := centrifugoPing([]byte(frame)); got != want {
+			t.Errorf("centrifugoPing(%q): got %v, want %v", frame, got, want)
+		}
+	}
+}
+
 // Worker i's sockets are bound to the i-th address after the base, carrying into the third byte.
 func TestSourceAddrs(t *testing.T) {
 	s := sourceAddrs{base: net.ParseIP("127.0.1.250"), perAddr: 10}
