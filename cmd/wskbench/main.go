@@ -75,6 +75,7 @@ type config struct {
 	peerSubs          []int
 	peerRates         []int
 	peerDuration      time.Duration
+	peerRounds        int
 
 	// storm
 	stormSubs      int
@@ -149,6 +150,7 @@ func main() {
 	flag.StringVar(&peerSubs, "peer-subs", "1000,10000", "peer: subscriber counts, comma separated")
 	flag.StringVar(&peerRates, "peer-r", "100,10", "peer: producer rate in msg/s at each subscriber count (the last one repeats)")
 	flag.DurationVar(&cfg.peerDuration, "peer-d", 10*time.Second, "peer: how long the producer runs")
+	flag.IntVar(&cfg.peerRounds, "peer-rounds", 1, "peer: pairs of runs at each size, alternating which server goes first; with more than one, the targets are judged on the median ratios")
 	flag.IntVar(&cfg.stormSubs, "storm-subs", 10000, "storm: sockets subscribing in broadcast mode at once")
 	flag.IntVar(&cfg.stormGroupSubs, "storm-group-subs", 1000, "storm: sockets subscribing to one consumer group at once")
 	flag.StringVar(&scaleSockets, "scale", "19000", "scale: total sockets of each run, comma separated (100000: six Caddy instances)")
@@ -186,6 +188,9 @@ func main() {
 	cfg.curveRates = positiveInts("-curve-rates", curveRates)
 	if len(cfg.peerRates) == 0 {
 		fatalf("-peer-r: no rate")
+	}
+	if cfg.peerRounds < 1 {
+		fatalf("-peer-rounds must be at least 1")
 	}
 	if cfg.framesPerWrite < 1 {
 		fatalf("-frames-per-write must be at least 1")
