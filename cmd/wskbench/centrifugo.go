@@ -10,8 +10,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/wskafka/wskafka/internal/testkit"
 )
 
 // centrifugoModule is the peer's Go module: the tool installs it with `go install` into a folder of the run, so
@@ -58,11 +59,8 @@ func installCentrifugo(ctx context.Context, bin, version, dir string) (string, e
 // centrifugoProcess is one Centrifugo started by the tool, configured to consume a Kafka topic whose records are
 // server API commands (its "async consumer" of type kafka: each record's value is {"method":"publish","payload":…}).
 type centrifugoProcess struct {
-	dir     string
-	port    int
-	cmd     *exec.Cmd
-	logPath string
-	exited  chan struct{}
+	*testkit.Process
+	port int
 }
 
 // centrifugoConfig is the peer's configuration: loopback only, anonymous clients allowed to subscribe to any
@@ -100,82 +98,39 @@ func (b *bench) startCentrifugo(ctx context.Context, topic, group string) (*cent
 	var lastErr error
 	for range caddyStartTries {
 		b.caddies++
-		c := &centrifugoProcess{dir: filepath.Join(b.dir, fmt.Sprintf("centrifugo-%d", b.caddies)), exited: make(chan struct{})}
-		var err error
-		if c.port, err = freePort(); err != nil {
+		dir := filepath.Join(b.dir, fmt.Sprintf("centrifugo-%d", b.caddies))
+		port, err := testkit.FreePort()
+		if err != nil {
 			return nil, err
 		}
-		if err := c.start(b.centrifugoBin, b.kafka.brokers, topic, group); err != nil {
+		config, err := centrifugoConfig(port, b.kafka.brokers, topic, group)
+		if err != nil {
 			return nil, err
 		}
-		if lastErr = c.waitReady(ctx); lastErr == nil {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, err
+		}
+		path := filepath.Join(dir, "config.json")
+		if err := os.WriteFile(path, config, 0o644); err != nil {
+			return nil, err
+		}
+		p, err := testkit.StartProcess(dir, "centrifugo.log", b.centrifugoBin, []string{"--config", path}, nil)
+		if err != nil {
+			return nil, err
+		}
+		c := &centrifugoProcess{Process: p, port: port}
+		if lastErr = p.WaitReady(ctx, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), caddyStartTimeout, nil); lastErr == nil {
 			return c, nil
 		}
 		c.stop()
-		if !strings.Contains(c.log(), "address already in use") {
+		if !strings.Contains(p.Log(), "address already in use") {
 			break
 		}
 	}
 	return nil, fmt.Errorf("centrifugo did not start: %w", lastErr)
 }
 
-func (c *centrifugoProcess) start(bin string, brokers []string, topic, group string) error {
-	if err := os.MkdirAll(c.dir, 0o755); err != nil {
-		return err
-	}
-	config, err := centrifugoConfig(c.port, brokers, topic, group)
-	if err != nil {
-		return err
-	}
-	path := filepath.Join(c.dir, "config.json")
-	if err := os.WriteFile(path, config, 0o644); err != nil {
-		return err
-	}
-	c.logPath = filepath.Join(c.dir, "centrifugo.log")
-	logFile, err := os.Create(c.logPath)
-	if err != nil {
-		return err
-	}
-	defer logFile.Close()
-	c.cmd = exec.Command(bin, "--config", path)
-	c.cmd.Dir = c.dir
-	c.cmd.Env = append(os.Environ(), "HOME="+c.dir)
-	c.cmd.Stdout, c.cmd.Stderr = logFile, logFile
-	c.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := c.cmd.Start(); err != nil {
-		return fmt.Errorf("starting %s: %w", bin, err)
-	}
-	go func() {
-		c.cmd.Wait()
-		close(c.exited)
-	}()
-	return nil
-}
-
-func (c *centrifugoProcess) waitReady(ctx context.Context) error {
-	deadline := time.Now().Add(caddyStartTimeout)
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(c.port))
-	var lastErr error
-	for time.Now().Before(deadline) {
-		select {
-		case <-c.exited:
-			return fmt.Errorf("centrifugo exited (%v); log:\n%s", c.cmd.ProcessState, tail(c.log(), 20))
-		case <-ctx.Done():
-			return ctx.Err()
-		default:
-		}
-		conn, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			conn.Close()
-			return nil
-		}
-		lastErr = err
-		time.Sleep(50 * time.Millisecond) // poll interval
-	}
-	return fmt.Errorf("no answer on %s within %v: %v; log:\n%s", addr, caddyStartTimeout, lastErr, tail(c.log(), 20))
-}
-
-func (c *centrifugoProcess) pid() int { return c.cmd.Process.Pid }
+func (c *centrifugoProcess) pid() int { return c.Pid() }
 
 func (c *centrifugoProcess) url() string {
 	return fmt.Sprintf("ws://127.0.0.1:%d/connection/websocket", c.port)
@@ -183,24 +138,9 @@ func (c *centrifugoProcess) url() string {
 
 // stop ends the process group: SIGTERM, then SIGKILL.
 func (c *centrifugoProcess) stop() {
-	select {
-	case <-c.exited:
-		return
-	default:
+	if c.Stop(caddyStopTimeout) {
+		fmt.Fprintf(os.Stderr, "wskbench: centrifugo (pid %d) did not stop within %v; killed it\n", c.Pid(), caddyStopTimeout)
 	}
-	syscall.Kill(-c.pid(), syscall.SIGTERM)
-	select {
-	case <-c.exited:
-	case <-time.After(caddyStopTimeout):
-		fmt.Fprintf(os.Stderr, "wskbench: centrifugo (pid %d) did not stop within %v; killing it\n", c.pid(), caddyStopTimeout)
-		syscall.Kill(-c.pid(), syscall.SIGKILL)
-		<-c.exited
-	}
-}
-
-func (c *centrifugoProcess) log() string {
-	b, _ := os.ReadFile(c.logPath)
-	return string(b)
 }
 
 // centrifugoVersion is the module version built into the binary (`go version -m`: a `go install`ed build stamps
