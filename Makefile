@@ -14,7 +14,7 @@ run: build
 # reads the module and its tools, not tests: an error left unchecked there is marked `_ =` with the reason.
 STATICCHECK = honnef.co/go/tools/cmd/staticcheck@v0.8.2
 ERRCHECK    = github.com/kisielk/errcheck@v1.9.0
-ERRCHECKED  = $(shell $(GO) list ./... | grep -v -e /e2e -e /cmd/wskbench)
+ERRCHECKED  = $(PACKAGES)
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	$(GO) vet ./...

@@ -12,9 +12,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"text/template"
 	"time"
+
+	"github.com/wskafka/wskafka/internal/testkit"
 )
 
 // Bounds of the Caddy process.
@@ -82,12 +83,10 @@ http://127.0.0.1:{{.Port}} {
 
 // caddyProcess is one Caddy started by the tool, in its own process group, home and temp dir.
 type caddyProcess struct {
+	*testkit.Process
 	dir       string
 	port      int
 	adminPort int
-	cmd       *exec.Cmd
-	logPath   string
-	exited    chan struct{}
 	// What the Caddyfile was rendered from, for a reload that changes only the extra lines.
 	brokers         []string
 	groupID, limits string
@@ -122,7 +121,7 @@ func probeSetting(bin, dir, lines, what string) (bool, error) {
 	cmd.Env = append(os.Environ(), "HOME="+probe, "XDG_DATA_HOME="+filepath.Join(probe, "data"), "XDG_CONFIG_HOME="+filepath.Join(probe, "config"))
 	if out, err := cmd.CombinedOutput(); err != nil {
 		if !strings.Contains(string(out), what) {
-			return false, fmt.Errorf("caddy validate of the probe config: %w\n%s", err, tail(string(out), 10))
+			return false, fmt.Errorf("caddy validate of the probe config: %w\n%s", err, testkit.Tail(string(out), 10))
 		}
 		return false, nil
 	}
@@ -139,25 +138,30 @@ func (b *bench) startCaddyWith(ctx context.Context, admin bool, extra string) (*
 	var lastErr error
 	for range caddyStartTries {
 		b.caddies++
-		c := &caddyProcess{dir: filepath.Join(b.dir, fmt.Sprintf("caddy-%d", b.caddies)), exited: make(chan struct{}),
+		c := &caddyProcess{dir: filepath.Join(b.dir, fmt.Sprintf("caddy-%d", b.caddies)),
 			brokers: b.kafka.brokers, groupID: b.topic("group"), limits: b.limits}
 		var err error
-		if c.port, err = freePort(); err != nil {
+		if c.port, err = testkit.FreePort(); err != nil {
 			return nil, err
 		}
 		if admin {
-			if c.adminPort, err = freePort(); err != nil {
+			if c.adminPort, err = testkit.FreePort(); err != nil {
 				return nil, err
 			}
 		}
-		if err := c.start(b.cfg.caddyBin, extra); err != nil {
+		caddyfile, err := c.caddyfile(extra)
+		if err != nil {
 			return nil, err
 		}
-		if lastErr = c.waitReady(ctx); lastErr == nil {
+		if c.Process, err = testkit.StartCaddy(b.cfg.caddyBin, c.dir, caddyfile, nil); err != nil {
+			return nil, err
+		}
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(c.port))
+		if lastErr = c.WaitReady(ctx, addr, caddyStartTimeout, nil); lastErr == nil {
 			return c, nil
 		}
 		c.stop()
-		if !strings.Contains(c.log(), "address already in use") {
+		if !strings.Contains(c.Log(), "address already in use") {
 			break
 		}
 	}
@@ -178,70 +182,6 @@ func (c *caddyProcess) caddyfile(extra string) ([]byte, error) {
 	return caddyfile.Bytes(), err
 }
 
-func (c *caddyProcess) start(bin, extra string) error {
-	if err := os.MkdirAll(c.dir, 0o755); err != nil {
-		return err
-	}
-	caddyfile, err := c.caddyfile(extra)
-	if err != nil {
-		return err
-	}
-	path := filepath.Join(c.dir, "Caddyfile")
-	if err := os.WriteFile(path, caddyfile, 0o644); err != nil {
-		return err
-	}
-	c.logPath = filepath.Join(c.dir, "caddy.log")
-	logFile, err := os.Create(c.logPath)
-	if err != nil {
-		return err
-	}
-	defer logFile.Close()
-
-	c.cmd = exec.Command(bin, "run", "--config", path, "--adapter", "caddyfile")
-	c.cmd.Dir = c.dir
-	// Caddy's storage, config and home stay in the temp dir, never in the user's.
-	c.cmd.Env = append(os.Environ(),
-		"HOME="+c.dir,
-		"XDG_DATA_HOME="+filepath.Join(c.dir, "data"),
-		"XDG_CONFIG_HOME="+filepath.Join(c.dir, "config"),
-	)
-	c.cmd.Stdout, c.cmd.Stderr = logFile, logFile
-	c.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := c.cmd.Start(); err != nil {
-		return fmt.Errorf("starting %s: %w", bin, err)
-	}
-	go func() {
-		c.cmd.Wait()
-		close(c.exited)
-	}()
-	return nil
-}
-
-func (c *caddyProcess) waitReady(ctx context.Context) error {
-	deadline := time.Now().Add(caddyStartTimeout)
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(c.port))
-	var lastErr error
-	for time.Now().Before(deadline) {
-		select {
-		case <-c.exited:
-			return fmt.Errorf("caddy exited (%v); log:\n%s", c.cmd.ProcessState, tail(c.log(), 20))
-		case <-ctx.Done():
-			return ctx.Err()
-		default:
-		}
-		conn, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			conn.Close()
-			return nil
-		}
-		lastErr = err
-		time.Sleep(50 * time.Millisecond) // poll interval
-	}
-	return fmt.Errorf("no answer on %s within %v: %v; log:\n%s", addr, caddyStartTimeout, lastErr, tail(c.log(), 20))
-}
-
-func (c *caddyProcess) pid() int { return c.cmd.Process.Pid }
-
 // url is the WebSocket endpoint of a route: "/ws" (defaults) or "/ws0" (consumer mq_interval 0).
 func (c *caddyProcess) url(route string) string {
 	return fmt.Sprintf("ws://127.0.0.1:%d%s", c.port, route)
@@ -249,24 +189,9 @@ func (c *caddyProcess) url(route string) string {
 
 // stop ends Caddy's process group: SIGTERM (sockets closed, publishes flushed), then SIGKILL.
 func (c *caddyProcess) stop() {
-	select {
-	case <-c.exited:
-		return
-	default:
+	if c.Stop(caddyStopTimeout) {
+		fmt.Fprintf(os.Stderr, "wskbench: caddy (pid %d) did not stop within %v; killed it\n", c.Pid(), caddyStopTimeout)
 	}
-	syscall.Kill(-c.pid(), syscall.SIGTERM)
-	select {
-	case <-c.exited:
-	case <-time.After(caddyStopTimeout):
-		fmt.Fprintf(os.Stderr, "wskbench: caddy (pid %d) did not stop within %v; killing it\n", c.pid(), caddyStopTimeout)
-		syscall.Kill(-c.pid(), syscall.SIGKILL)
-		<-c.exited
-	}
-}
-
-func (c *caddyProcess) log() string {
-	b, _ := os.ReadFile(c.logPath)
-	return string(b)
 }
 
 // cpuProfile fetches a CPU profile of the given length from Caddy's admin API into path.
@@ -304,7 +229,7 @@ func (c *caddyProcess) fetchDebug(ctx context.Context, query string, timeout tim
 	if err != nil {
 		return fmt.Errorf("fetching %s: %w", url, err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }() // read-only, or done with
 	if resp.StatusCode != http.StatusOK {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
 		return fmt.Errorf("fetching %s: %s: %s", url, resp.Status, body)
@@ -317,7 +242,7 @@ func (c *caddyProcess) fetchDebug(ctx context.Context, query string, timeout tim
 		return err
 	}
 	if _, err := io.Copy(f, resp.Body); err != nil {
-		f.Close()
+		_ = f.Close() // the error being returned says more
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return f.Close()
@@ -345,27 +270,10 @@ func (c *caddyProcess) reload(ctx context.Context, extra string) error {
 	if err != nil {
 		return fmt.Errorf("POST %s: %w", url, err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }() // read-only, or done with
 	if resp.StatusCode != http.StatusOK {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
 		return fmt.Errorf("POST %s: %s: %s", url, resp.Status, body)
 	}
 	return nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-func tail(s string, lines int) string {
-	all := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(all) > lines {
-		all = all[len(all)-lines:]
-	}
-	return strings.Join(all, "\n")
 }

@@ -49,7 +49,7 @@ func installCentrifugo(ctx context.Context, bin, version, dir string) (string, e
 	cmd.Dir = gobin // outside this module: its go.mod is neither read nor changed
 	cmd.Env = append(os.Environ(), "GOBIN="+gobin, "GOWORK=off", "GOFLAGS=-buildvcs=false")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go install %s@%s: %w\n%s", centrifugoModule, version, err, tail(string(out), 20))
+		return "", fmt.Errorf("go install %s@%s: %w\n%s", centrifugoModule, version, err, testkit.Tail(string(out), 20))
 	}
 	path := filepath.Join(gobin, "centrifugo")
 	fmt.Printf("wskbench: installed %s@%s into %s in %v\n", centrifugoModule, version, gobin, time.Since(start).Round(time.Second))
@@ -129,8 +129,6 @@ func (b *bench) startCentrifugo(ctx context.Context, topic, group string) (*cent
 	}
 	return nil, fmt.Errorf("centrifugo did not start: %w", lastErr)
 }
-
-func (c *centrifugoProcess) pid() int { return c.Pid() }
 
 func (c *centrifugoProcess) url() string {
 	return fmt.Sprintf("ws://127.0.0.1:%d/connection/websocket", c.port)

@@ -200,7 +200,7 @@ func (b *bench) latencyRun(ctx context.Context, caddy *caddyProcess, s latencySe
 		})
 	}
 
-	meter, err := startCPU(caddy.pid())
+	meter, err := startCPU(caddy.Pid())
 	if err != nil {
 		return nil, err
 	}

@@ -41,7 +41,7 @@ func (b *bench) idle(ctx context.Context) error {
 	time.Sleep(time.Second)
 
 	res := &idleResult{sockets: b.cfg.idleSockets, window: b.cfg.idleWindow}
-	if res.rssBefore, err = testkit.ResidentBytes(caddy.pid()); err != nil {
+	if res.rssBefore, err = testkit.ResidentBytes(caddy.Pid()); err != nil {
 		return err
 	}
 	start := time.Now()
@@ -64,11 +64,11 @@ func (b *bench) idle(ctx context.Context) error {
 	defer readers.Wait()
 	fmt.Printf("%d sockets open in %v\n", len(conns), res.dialTime.Round(time.Millisecond))
 	time.Sleep(idleSettle)
-	if res.rssAfter, err = testkit.ResidentBytes(caddy.pid()); err != nil {
+	if res.rssAfter, err = testkit.ResidentBytes(caddy.Pid()); err != nil {
 		closeAll(conns)
 		return err
 	}
-	meter, err := startCPU(caddy.pid())
+	meter, err := startCPU(caddy.Pid())
 	if err != nil {
 		closeAll(conns)
 		return err

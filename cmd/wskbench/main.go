@@ -227,7 +227,7 @@ func run(ctx context.Context, cfg config) error {
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(workDir)
+	defer func() { _ = os.RemoveAll(workDir) }() // best effort: a temp folder
 	if cfg.logDir != "" {
 		workDir = cfg.logDir
 		if err := os.MkdirAll(workDir, 0o755); err != nil {

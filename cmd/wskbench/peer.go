@@ -89,7 +89,7 @@ func (b *bench) peerRun(ctx context.Context, server string, subs, rate int, dura
 	if err := b.kafka.createTopic(ctx, topic); err != nil {
 		return nil, err
 	}
-	defer b.kafka.deleteTopic(context.Background(), topic)
+	defer func() { _ = b.kafka.deleteTopic(context.Background(), topic) }() // best effort: the broker may be gone
 	var ep endpoint
 	var profile bool
 	var profiler *caddyProcess

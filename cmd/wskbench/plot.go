@@ -79,7 +79,7 @@ func writeHistogram(path string, panels []histogramPanel) error {
 		return err
 	}
 	if err := png.Encode(f, img); err != nil {
-		f.Close()
+		_ = f.Close() // the error being returned says more
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return f.Close()

@@ -227,7 +227,7 @@ func (b *bench) reloadPhase(ctx context.Context, n int, label, closeDelay string
 	if err := b.kafka.createTopic(ctx, topic); err != nil {
 		return nil, err
 	}
-	defer b.kafka.deleteTopic(context.Background(), topic)
+	defer func() { _ = b.kafka.deleteTopic(context.Background(), topic) }() // best effort: the broker may be gone
 	res := &reloadResult{label: label, broadcast: b.cfg.reloadSubs, group: b.cfg.reloadGroupSubs, size: b.cfg.reloadGroupSize,
 		rebalances: -1, retried: map[string]int{}}
 
@@ -400,7 +400,7 @@ func (b *bench) stabilizedCount(topic string) int {
 	if err != nil {
 		return -1
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read-only, or done with
 	needle := "Stabilized group " + topic + "-g"
 	n := 0
 	sc := bufio.NewScanner(f)

@@ -50,13 +50,13 @@ func machine() string {
 				break
 			}
 		}
-		f.Close()
+		_ = f.Close() // read-only
 	}
 	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
 	mem := ""
 	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
 		var kb int64
-		fmt.Sscanf(string(b), "MemTotal: %d kB", &kb)
+		_, _ = fmt.Sscanf(string(b), "MemTotal: %d kB", &kb) // no MemTotal: no figure
 		mem = fmt.Sprintf(", %.0f GiB RAM", float64(kb)/(1<<20))
 	}
 	return fmt.Sprintf("%d CPUs (%s)%s, Linux %s", runtime.NumCPU(), model, mem, strings.TrimSpace(string(kernel)))
@@ -69,7 +69,7 @@ func caddyVersion(bin string) string {
 	if err != nil {
 		return "unknown"
 	}
-	defer os.RemoveAll(home)
+	defer func() { _ = os.RemoveAll(home) }() // best effort: a temp folder
 	cmd := exec.CommandContext(ctx, bin, "version")
 	cmd.Env = append(os.Environ(), "HOME="+home, "XDG_DATA_HOME="+filepath.Join(home, "data"), "XDG_CONFIG_HOME="+filepath.Join(home, "config"))
 	out, err := cmd.Output()

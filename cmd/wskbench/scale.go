@@ -81,7 +81,7 @@ func (b *bench) scaleRun(ctx context.Context, total int) (*scaleResult, error) {
 	if err := b.kafka.createTopic(ctx, topic); err != nil {
 		return nil, err
 	}
-	defer b.kafka.deleteTopic(context.Background(), topic)
+	defer func() { _ = b.kafka.deleteTopic(context.Background(), topic) }() // best effort: the broker may be gone
 
 	// The Caddies, each with one subscriber of the tool's own that reads the probes: then every instance reads the
 	// topic, and what it makes once is not counted per socket.
@@ -109,7 +109,7 @@ func (b *bench) scaleRun(ctx context.Context, total int) (*scaleResult, error) {
 	}
 	time.Sleep(time.Second)
 	for _, c := range caddies {
-		rss, err := testkit.ResidentBytes(c.pid())
+		rss, err := testkit.ResidentBytes(c.Pid())
 		if err != nil {
 			return nil, err
 		}
@@ -172,7 +172,7 @@ func (b *bench) scaleRun(ctx context.Context, total int) (*scaleResult, error) {
 	fmt.Printf("  all %d subscribed in %v\n", total, res.subscribeTime.Round(time.Millisecond))
 	time.Sleep(peerSettle)
 	for i, c := range caddies {
-		rss, err := testkit.ResidentBytes(c.pid())
+		rss, err := testkit.ResidentBytes(c.Pid())
 		if err != nil {
 			return nil, err
 		}
@@ -194,7 +194,7 @@ func (b *bench) scaleRun(ctx context.Context, total int) (*scaleResult, error) {
 	caddyCPU := func() (time.Duration, error) {
 		var sum time.Duration
 		for _, c := range caddies {
-			t, err := testkit.CPUTime(c.pid())
+			t, err := testkit.CPUTime(c.Pid())
 			if err != nil {
 				return 0, err
 			}

@@ -176,7 +176,7 @@ func (b *bench) groupJoin(released time.Time) (generations, members int, join ti
 	if err != nil {
 		return
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read-only, or done with
 	needle := "Stabilized group " + b.topic("storm-group") + "-g generation "
 	generations = 0
 	sc := bufio.NewScanner(f)

@@ -56,7 +56,7 @@ func wskafkaEndpoint(c *caddyProcess, route, topic string) endpoint {
 	return endpoint{
 		name:      "wskafka",
 		url:       c.url(route),
-		pid:       c.pid(),
+		pid:       c.Pid(),
 		subscribe: func(conn *wsConn) error { return conn.subscribe(topic, "", true) },
 	}
 }
@@ -69,7 +69,7 @@ func centrifugoEndpoint(c *centrifugoProcess) endpoint {
 	return endpoint{
 		name:      "centrifugo",
 		url:       c.url(),
-		pid:       c.pid(),
+		pid:       c.Pid(),
 		handshake: func(conn *wsConn) error { return conn.centrifugoCommand(1, `{"id":1,"connect":{}}`) },
 		subscribe: func(conn *wsConn) error {
 			return conn.centrifugoCommand(2, `{"id":2,"subscribe":{"channel":"`+centrifugoChannel+`"}}`)
@@ -92,12 +92,12 @@ func centrifugoPing(frame []byte) bool {
 // centrifugoCommand sends one command of Centrifugo's JSON protocol and waits for the reply with its id (replies
 // and pushes are JSON lines; a frame may hold several).
 func (c *wsConn) centrifugoCommand(id int, command string) error {
-	c.conn.SetWriteDeadline(time.Now().Add(replyTimeout))
+	_ = c.conn.SetWriteDeadline(time.Now().Add(replyTimeout)) // a failed deadline shows as the next I/O failing
 	if err := c.conn.WriteMessage(websocket.TextMessage, []byte(command)); err != nil {
 		return fmt.Errorf("sending %s: %w", command, err)
 	}
-	c.conn.SetReadDeadline(time.Now().Add(replyTimeout))
-	defer c.conn.SetReadDeadline(time.Time{})
+	_ = c.conn.SetReadDeadline(time.Now().Add(replyTimeout)) // a failed deadline shows as the next I/O failing
+	defer func() { _ = c.conn.SetReadDeadline(time.Time{}) }()
 	for range 16 { // pings before the reply, at most
 		_, msg, err := c.conn.ReadMessage()
 		if err != nil {
@@ -185,7 +185,7 @@ func subscribeSet(ctx context.Context, ep endpoint, n, parallel int, src sourceA
 			}
 			if err != nil {
 				if c != nil {
-					c.conn.Close()
+					_ = c.conn.Close() // closing: nothing to do about it
 				}
 				errs <- fmt.Errorf("%s subscriber %d: %w", ep.name, i, err)
 				return
@@ -222,7 +222,7 @@ func (s *subscriberSet) read(i int, c *wsConn) {
 			return
 		}
 		if s.ep.ping != nil && s.ep.ping(frame) {
-			c.conn.SetWriteDeadline(time.Now().Add(replyTimeout))
+			_ = c.conn.SetWriteDeadline(time.Now().Add(replyTimeout)) // a failed deadline shows as the next I/O failing
 			_ = c.conn.WriteMessage(websocket.TextMessage, s.ep.pong)
 			if len(bytes.TrimSpace(frame)) == 2 {
 				continue // the ping alone

@@ -49,8 +49,8 @@ func dialWSFrom(ctx context.Context, url string, local net.Addr) (*wsConn, error
 }
 
 func (c *wsConn) close() {
-	c.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
-	c.conn.Close()
+	_ = c.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second)) // closing: nothing to do about it
+	_ = c.conn.Close()                                                                                                                           // closing: nothing to do about it
 }
 
 // reply is the part of a reply frame the tool looks at.
@@ -67,12 +67,12 @@ func (c *wsConn) request(id int, t, a string, p any) (*reply, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.conn.SetWriteDeadline(time.Now().Add(replyTimeout))
+	_ = c.conn.SetWriteDeadline(time.Now().Add(replyTimeout)) // a failed deadline shows as the next I/O failing
 	if err := c.conn.WriteMessage(websocket.TextMessage, frame); err != nil {
 		return nil, fmt.Errorf("sending %s/%s: %w", t, a, err)
 	}
-	c.conn.SetReadDeadline(time.Now().Add(replyTimeout))
-	defer c.conn.SetReadDeadline(time.Time{})
+	_ = c.conn.SetReadDeadline(time.Now().Add(replyTimeout)) // a failed deadline shows as the next I/O failing
+	defer func() { _ = c.conn.SetReadDeadline(time.Time{}) }()
 	_, msg, err := c.conn.ReadMessage()
 	if err != nil {
 		return nil, fmt.Errorf("waiting for the reply to %s/%s: %w", t, a, err)
