@@ -53,12 +53,15 @@ func dialTenant(t *testing.T, addr, tenant string) *client {
 	return dialHeader(t, "ws://"+addr+"/", http.Header{"X-Tenant": {tenant}})
 }
 
-// kafkaTopics lists every topic of the broker, as Kafka names them.
+// kafkaTopics lists every topic of the broker, as Kafka names them. A transport of its own: the shared one's
+// metadata cache would not show topics made a moment ago.
 func kafkaTopics(t *testing.T) []string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
-	res, err := (&kafka.Client{Addr: kafka.TCP(testBrokers)}).Metadata(ctx, &kafka.MetadataRequest{})
+	transport := &kafka.Transport{}
+	defer transport.CloseIdleConnections()
+	res, err := (&kafka.Client{Addr: kafka.TCP(testBrokers), Transport: transport}).Metadata(ctx, &kafka.MetadataRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -393,8 +393,9 @@ func TestTenantCredentialExpiry(t *testing.T) {
 }
 
 // onDemandSite serves any host name the ask endpoint ({$WSK_ASK}) approves, with a certificate from Caddy's
-// internal CA issued at the first handshake, and a namespace per host name. strict_sni_host makes the Host of
-// every request the TLS server name it came in on, so that the namespace is that of the certificate.
+// internal CA issued at the first handshake, and a namespace per host name, ended by "_", which no host name
+// holds, so that no tenant's namespace begins another's. strict_sni_host makes the Host of every request the
+// TLS server name it came in on, so that the namespace is that of the certificate.
 var onDemandSite = template.Must(template.New("on-demand").Parse(`{
 	admin off
 	persist_config off
@@ -416,7 +417,7 @@ https://:{{.Port}} {
 		wskafka {
 			brokers {{.Brokers}}
 			client_id {{.ClientID}}
-			namespace {http.request.host}.
+			namespace {http.request.host}_
 			topics {
 				partitions 1
 			}
@@ -492,7 +493,7 @@ func TestOnDemandTLS(t *testing.T) {
 		t.Errorf("%s describing %s's topic: got %s", news, shop, r.P)
 	}
 	topics := kcatTopics(t)
-	for _, want := range []string{shop + ".orders", news + ".headlines"} {
+	for _, want := range []string{shop + "_orders", news + "_headlines"} {
 		if !slices.Contains(topics, want) {
 			t.Errorf("kafka lacks %s", want)
 		}
