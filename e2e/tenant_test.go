@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/tls"
@@ -12,6 +13,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -81,7 +84,9 @@ type authService struct {
 func startAuth(t *testing.T, leeway time.Duration) *authService {
 	t.Helper()
 	a := &authService{key: []byte("e2e-" + runID), leeway: leeway}
-	a.srv = httptest.NewServer(http.HandlerFunc(a.check))
+	mux := http.NewServeMux()
+	mux.HandleFunc("/check", a.check)
+	a.srv = httptest.NewServer(mux)
 	t.Cleanup(a.srv.Close)
 	return a
 }
@@ -518,4 +523,47 @@ func TestOnDemandTLS(t *testing.T) {
 	if !slices.Contains(seen, evil) {
 		t.Errorf("the ask endpoint was asked about %q, not about %s", seen, evil)
 	}
+}
+
+// TestClientCredentials runs the client library against the tenant route with a token in the query string (as a
+// browser sends one) that expires after two seconds: the server closes with 4001, the library asks the
+// application for a new token once, reconnects with it, and publishes again in the same namespace.
+func TestClientCredentials(t *testing.T) {
+	needSuite(t)
+	node := needNode(t)
+	needKcat(t)
+	auth := startAuth(t, 0)
+	tenant := uniqueName(t, "t")
+	issued := 0
+	tokens := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ttl := time.Hour
+		if issued++; issued == 1 {
+			ttl = 3 * time.Second // whole seconds, as a JWT's exp: two to three seconds from now
+		}
+		fmt.Fprint(w, auth.token(tenant, time.Now().Add(ttl)))
+	}))
+	defer tokens.Close()
+	srv := startCaddy(t, caddyOptions{site: tenantSite, env: []string{"WSK_AUTH=" + auth.addr()}})
+	ctx, cancel := context.WithTimeout(t.Context(), nodeTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, filepath.Join("e2e", "node", "credentials.mjs"), srv.url(), tokens.URL)
+	cmd.Dir = projectRoot
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("node credentials.mjs: %v\n%s", err, out)
+	}
+	t.Logf("%s", out)
+	var got struct {
+		Retries  []int
+		Renewals int
+		Before   struct{ Topic string }
+		After    struct{ Topic string }
+	}
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatalf("node credentials.mjs printed %s: %v", out, err)
+	}
+	if !slices.Contains(got.Retries, 4001) || got.Renewals != 1 || got.Before.Topic != "renewed" || got.After.Topic != "renewed" {
+		t.Fatalf("got %+v, want a 4001 retry, one renewal and receipts naming renewed", got)
+	}
+	kcatWaitFor(t, tenant+".renewed", [][]byte{[]byte("before"), []byte("after")})
 }
