@@ -83,7 +83,8 @@ func (h *Handler) connectionTerms(repl *caddy.Replacer, now time.Time) (protocol
 func parseExpiry(value string) (time.Time, error) {
 	value = strings.TrimSpace(value)
 	if secs, err := strconv.ParseFloat(value, 64); err == nil {
-		if secs <= 0 || secs > 1<<40 {
+		// Written to refuse NaN too; 2^40 s is some 35,000 years.
+		if !(secs > 0 && secs <= 1<<40) {
 			return time.Time{}, fmt.Errorf("%q is not a time in Unix seconds", value)
 		}
 		return time.UnixMilli(int64(secs * 1000)), nil

@@ -440,6 +440,8 @@ func TestParseExpiry(t *testing.T) {
 		{"2025-11-25T01:00:00+01:00", time.Unix(1764028800, 0), false},
 		{"0", time.Time{}, true},
 		{"-5", time.Time{}, true},
+		{"NaN", time.Time{}, true},
+		{"Inf", time.Time{}, true},
 		{"tomorrow", time.Time{}, true},
 		{"", time.Time{}, true},
 	}

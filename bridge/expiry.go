@@ -92,7 +92,7 @@ func (e *expiries) fire() {
 	}
 	e.mu.Unlock()
 	for _, s := range closing {
-		s.logger.Info("closing a socket whose credential expired")
+		s.logger.Info("closing a socket: its credential expired, or it reached max_connection_age")
 		s.shutdown(CloseCredentialExpired)
 	}
 }
