@@ -500,7 +500,7 @@ func TestNamespaceBroadcast(t *testing.T) {
 }
 
 // TestNamespaceDefaultGroup checks that tenants subscribing without a group do not share the route's default
-// group: Kafka has one group per namespace.
+// group: Kafka has one group per namespace, and client acknowledgements commit to it.
 func TestNamespaceDefaultGroup(t *testing.T) {
 	addr := startCaddyfile(t, tenantRoute)
 	run := strconv.FormatInt(time.Now().UnixNano(), 36)
@@ -519,6 +519,17 @@ func TestNamespaceDefaultGroup(t *testing.T) {
 	}
 	if got := bob.receive(1); got[0] != "for bob" {
 		t.Fatalf("bob: got %q", got)
+	}
+	// An acknowledgement names the topic as alice knows it, and commits to her namespace's default group.
+	alice.send(`{"id":2,"t":"notif","a":"ack","p":{"t":"t","part":0,"offset":0}}`)
+	for deadline := time.Now().Add(waitLimit); ; time.Sleep(50 * time.Millisecond) {
+		r := alice.request(`{"id":3,"t":"topic","a":"describe","p":{"t":["t"],"consumer_group":"wskafka"}}`, "3")
+		if strings.Contains(string(r.P), `"committed":1`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("alice's acknowledgement: describe says %s, want committed 1", r.P)
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
