@@ -47,6 +47,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        password <secret>|{env.VAR}
 //	    }
 //	    identity <placeholder>
+//	    namespace <prefix with placeholders>
+//	    credential_expiry <placeholder>
+//	    max_connection_age <duration> [<jitter>]
 //	    topic_metrics
 //	    origins <scheme://host[:port] pattern...>
 //	    permissions {
@@ -143,6 +146,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = unmarshalKafkaSASL(d, &h.SASL)
 		case "identity":
 			err = stringArg(d, &h.Identity)
+		case "namespace":
+			err = stringArg(d, &h.Namespace)
+		case "credential_expiry":
+			err = stringArg(d, &h.CredentialExpiry)
+		case "max_connection_age":
+			err = h.unmarshalMaxConnectionAge(d)
 		case "topic_metrics":
 			if d.NextArg() {
 				return d.ArgErr()

@@ -121,6 +121,27 @@ type Handler struct {
 	// clients) always pass.
 	Origins []string `json:"origins,omitempty"`
 
+	// Namespace is put before every topic and consumer group name a client sends, and taken off every name sent
+	// back to it, so that each tenant sees only its own topics and groups (`{http.request.host}.` or
+	// `tenant.{http.auth.user.tenant}.`). Placeholders resolve for each connection when it opens; one that resolves
+	// to nothing refuses the connection (403), as does a namespace with characters Kafka refuses in topic names.
+	// Permissions apply to the names the client sees. Default: none, names are used as sent.
+	Namespace string `json:"namespace,omitempty"`
+
+	// CredentialExpiry is a placeholder for when the connection's credential expires, in Unix seconds or RFC 3339,
+	// set by an authentication handler before this one (a header copied by forward_auth, a JWT's exp claim). At
+	// that moment the socket is closed with code 4001 after the flush of every server close; a credential expired
+	// already, or a value that does not resolve or parse, refuses the upgrade (401). Default: none.
+	CredentialExpiry string `json:"credential_expiry,omitempty"`
+
+	// MaxConnectionAge closes every socket with code 4001 once it is this old, so that clients authenticate
+	// again now and then. Default: 0, no bound.
+	MaxConnectionAge caddy.Duration `json:"max_connection_age,omitempty"`
+
+	// MaxConnectionAgeJitter closes each socket up to this much before MaxConnectionAge, at random, so that the
+	// sockets opened together do not reconnect together. Default: a tenth of MaxConnectionAge.
+	MaxConnectionAgeJitter *caddy.Duration `json:"max_connection_age_jitter,omitempty"`
+
 	// Limits bound what one client can make the server hold or do.
 	Limits *Limits `json:"limits,omitempty"`
 
@@ -288,6 +309,7 @@ func (h *Handler) applyDefaults() {
 		h.CloseDelay = durationPtr(defaultCloseDelay)
 	}
 	setDefault(&h.Identity, defaultIdentity)
+	h.applyTenancyDefaults()
 	if h.Limits == nil {
 		h.Limits = new(Limits)
 	}
@@ -367,6 +389,7 @@ func (h *Handler) Validate() error {
 		}
 	}
 	errs = append(errs, h.validateKafkaSecurity()...)
+	errs = append(errs, h.validateTenancy()...)
 	if h.Permissions != nil {
 		errs = append(errs, h.Permissions.validate()...)
 	}
@@ -535,6 +558,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if h.Permissions != nil {
 		client.Access = h.Permissions.access(repl)
 	}
+	var why *refusal
+	if client.Namespace, client.CloseAt, why = h.connectionTerms(repl, time.Now()); why != nil {
+		return h.refuseTerms(w, r, why)
+	}
 	release, err := h.hub.Admit(client)
 	if err != nil {
 		status, reason := http.StatusServiceUnavailable, "too_many_connections"
@@ -547,7 +574,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		bridge.CountRefused(reason)
 		h.logger.Info("connection refused", zap.String("remote", r.RemoteAddr), zap.String("identity", client.Identity), zap.Error(err))
 		if slices.Contains(websocket.Subprotocols(r), subprotocol) {
-			return h.refuseInBand(w, r, reason)
+			return h.refuseInBand(w, r, websocket.CloseTryAgainLater, reason)
 		}
 		return caddyhttp.Error(status, err)
 	}
@@ -570,13 +597,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // close code 1006, so it could not tell "retry later" from "the server is down".
 const subprotocol = "wskafka"
 
-// refuseInBand upgrades a connection only to close it at once with 1013 (try again later) and the reason's code.
-func (h *Handler) refuseInBand(w http.ResponseWriter, r *http.Request, reason string) error {
+// refuseInBand upgrades a connection only to close it at once with the close code (1013 try again later, or
+// 4001 credential expired) and the reason's code.
+func (h *Handler) refuseInBand(w http.ResponseWriter, r *http.Request, code int, reason string) error {
 	conn, err := h.upgrader.Upgrade(hijacker{w, http.NewResponseController(innermost(w))}, r, nil)
 	if err != nil {
 		return nil // the upgrader has answered
 	}
-	msg := websocket.FormatCloseMessage(websocket.CloseTryAgainLater, reason)
+	msg := websocket.FormatCloseMessage(code, reason)
 	_ = conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Duration(h.WriteTimeout)))
 	_ = conn.Close()
 	return nil

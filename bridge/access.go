@@ -1,6 +1,11 @@
 package bridge
 
-import "path"
+import (
+	"path"
+	"time"
+
+	"github.com/wskafka/wskafka/protocol"
+)
 
 // Client is who is at the other end of a socket, as the handler established it before the upgrade.
 type Client struct {
@@ -10,6 +15,12 @@ type Client struct {
 	Addr string
 	// Access is what the client may do; nil allows everything, as the original connector did.
 	Access *Access
+	// Namespace is put before every topic and group the client names, and taken off every name it is sent; its
+	// permissions apply to the names it sees. The zero Namespace is none.
+	Namespace protocol.Namespace
+	// CloseAt is when the socket is closed with CloseCredentialExpired: its credential expires, or it reaches the
+	// route's largest age. Zero: never.
+	CloseAt time.Time
 }
 
 // key is what per-client connection limits count by.

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/wskafka/wskafka/protocol"
 )
 
 // Broadcaster serves broadcast subscriptions: every subscribed socket receives every record of a topic. One
@@ -35,6 +37,9 @@ type streamKey struct {
 	limit    int
 	interval time.Duration
 	meta     bool
+	// namespace is the one whose prefix meta frames take off topic names: sockets of different namespaces
+	// reading one topic with meta do not share its frames.
+	namespace protocol.Namespace
 }
 
 // NewBroadcaster returns a Broadcaster reading through kafka.
@@ -317,7 +322,7 @@ func (st *stream) publish(batch []Record) {
 	if len(batch) == 0 {
 		return
 	}
-	frame, _ := encodeNotifications(batch, st.key.meta)
+	frame, _ := encodeNotifications(batch, st.key.meta, st.key.namespace)
 	// Which members get the batch and where the stream stands after it change together, so that a member
 	// catching up joins between two batches, at the offsets the next one starts from.
 	st.mu.Lock()
@@ -380,6 +385,9 @@ func newBroadcastSubscription(ctx context.Context, s *Session, opts subscribeOpt
 	sub.ctx, sub.cancel = context.WithCancel(s.ctx)
 	for _, topic := range opts.topics {
 		key := streamKey{topic: topic, limit: opts.limit, interval: opts.interval, meta: opts.meta}
+		if opts.meta {
+			key.namespace = s.namespace()
+		}
 		var st *stream
 		var m *member
 		var err error
@@ -523,7 +531,7 @@ func (sub *broadcastSubscription) readUpTo(ctx context.Context, st *stream, part
 		if len(batch) == 0 {
 			return true
 		}
-		frame, _ := encodeNotifications(batch, st.key.meta)
+		frame, _ := encodeNotifications(batch, st.key.meta, st.key.namespace)
 		return s.sendCtx(ctx, outFrame{data: frame, size: int64(len(frame)), written: s.hub.countDelivered(batch)})
 	}
 	for offset < target {

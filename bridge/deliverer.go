@@ -23,6 +23,8 @@ type deliverySettings struct {
 	commitInterval time.Duration // how often offsets are committed; 0 at once
 	closeTimeout   time.Duration // how long the last commit waits for frames the writer still holds
 	topicLabels    bool          // count deliveries by topic too
+
+	namespace protocol.Namespace // the socket's: metadata names its topics without the prefix
 }
 
 // frameSink is where a deliverer's frames go: the session's writer queue.
@@ -136,7 +138,7 @@ func (d *deliverer) deliver(ctx context.Context) bool {
 	if len(batch) == 0 {
 		return true
 	}
-	frame, first := encodeNotifications(batch, d.settings.meta)
+	frame, first := encodeNotifications(batch, d.settings.meta, d.settings.namespace)
 	var sent []delivered
 	if d.settings.clientCommit {
 		sent = make([]delivered, len(batch))

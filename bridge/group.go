@@ -237,6 +237,7 @@ func (sub *Subscription) deliverySettings() deliverySettings {
 		limit: sub.opts.limit, interval: sub.opts.interval, meta: sub.opts.meta,
 		clientCommit: sub.opts.clientCommit, maxUnacked: cfg.Consumer.MaxUnacked,
 		commitInterval: cfg.Consumer.CommitInterval, closeTimeout: cfg.CloseTimeout, topicLabels: cfg.TopicLabels,
+		namespace: sub.session.namespace(),
 	}
 }
 

@@ -49,6 +49,9 @@ type Hub struct {
 	closeTimers []*time.Timer
 	running     sync.WaitGroup
 	pinger      sync.WaitGroup
+
+	// expiries close the sessions whose Client.CloseAt has come.
+	expiries expiries
 }
 
 // NewHub returns a hub serving sessions with cfg over kafka, sharing the broadcast streams of broadcaster (one per
@@ -146,10 +149,14 @@ func (h *Hub) Go(conn *websocket.Conn, client Client, done func()) {
 	h.sessions[s] = struct{}{}
 	h.running.Add(1)
 	h.mu.Unlock()
+	if !client.CloseAt.IsZero() {
+		h.expiries.add(s, client.CloseAt)
+	}
 	metrics.connections.Inc()
 	go func() {
 		defer func() {
 			metrics.connections.Dec()
+			h.expiries.remove(s)
 			h.mu.Lock()
 			delete(h.sessions, s)
 			h.mu.Unlock()
@@ -222,6 +229,7 @@ func (h *Hub) Wait() {
 	}
 	h.closeTimers = nil
 	h.mu.Unlock()
+	h.expiries.stop()
 	h.cancel()
 	h.pinger.Wait()
 }
@@ -262,6 +270,9 @@ func (h *Hub) health(caller *Session) protocol.Health {
 	}
 	consumers := make([]protocol.Consumer, 0, len(sessions))
 	for _, s := range sessions {
+		if s.namespace() != caller.namespace() {
+			continue // another tenant's socket
+		}
 		consumers = append(consumers, protocol.Consumer{WS: s.num, Topics: s.subscribedTopics()})
 	}
 	slices.SortFunc(consumers, func(a, b protocol.Consumer) int { return cmp.Compare(a.WS, b.WS) })

@@ -62,7 +62,7 @@ func (s *Session) do(req *protocol.Request) {
 // forbid answers a request naming topics (or groups) the client's access does not allow, and reports whether
 // it did; nothing reaches Kafka then.
 func (s *Session) forbid(req *protocol.Request, what string, patterns func(*Access) []string, names ...string) bool {
-	denied := s.client.Access.denied(patterns, names)
+	denied := s.client.Access.denied(patterns, s.visibleNames(names))
 	if len(denied) == 0 {
 		return false
 	}
@@ -76,7 +76,7 @@ func (s *Session) forbid(req *protocol.Request, what string, patterns func(*Acce
 // forbidGroup is forbid for the consumer group a request names. The route's default group is the operator's
 // choice, allowed to every client of the route.
 func (s *Session) forbidGroup(req *protocol.Request, what string) bool {
-	if req.Group == "" || req.Group == s.hub.cfg.Consumer.GroupID {
+	if req.Group == "" || s.visible(req.Group) == s.hub.cfg.Consumer.GroupID {
 		return false
 	}
 	return s.forbid(req, what, groupPatterns, req.Group)
@@ -136,7 +136,7 @@ func (s *Session) published(ref requestRef, rec *Record, receipt bool, err error
 // publishFailed answers a publish that did not reach Kafka, or logs it when the socket can take no answer (the
 // close frame is out): a lost publish is never silent.
 func (s *Session) publishFailed(ref requestRef, topic string, err error) {
-	if s.send(dataFrame(protocol.ErrorReply(s.nextFrameID(), ref.request(), replyError("publishing to "+topic, err)))) {
+	if s.send(dataFrame(protocol.ErrorReply(s.nextFrameID(), ref.request(), s.visibleError(replyError("publishing to "+topic, err))))) {
 		s.logger().Debug("publish failed", zap.String("topic", topic), zap.Error(err))
 		return
 	}
@@ -202,7 +202,7 @@ func (s *Session) replyPerTopic(req *protocol.Request, verb string, names []stri
 		s.reply(req, results)
 		return
 	}
-	s.send(dataFrame(protocol.ErrorReplyWith(s.nextFrameID(), req, first, map[string]any{"topics": results})))
+	s.send(dataFrame(protocol.ErrorReplyWith(s.nextFrameID(), req, s.visibleError(first), map[string]any{"topics": s.visiblePayload(results)})))
 }
 
 func (s *Session) deleteTopics(req *protocol.Request) {
@@ -237,7 +237,7 @@ func (s *Session) listTopics(req *protocol.Request) {
 	names := make([]string, 0, len(topics))
 	for name := range topics {
 		// list shows only what the client may see.
-		if a := s.client.Access; a == nil || allows(a.List, name) {
+		if a := s.client.Access; s.inNamespace(name) && (a == nil || allows(a.List, s.visible(name))) {
 			names = append(names, name)
 		}
 	}
@@ -361,7 +361,7 @@ func (s *Session) subscribeOptions(req *protocol.Request) subscribeOptions {
 	sub := &req.Subscribe
 	opts := subscribeOptions{
 		topics:       req.Topics,
-		group:        cmp.Or(req.Group, cfg.GroupID),
+		group:        cmp.Or(req.Group, s.defaultGroup()),
 		broadcast:    sub.Broadcast,
 		meta:         sub.Meta,
 		assignments:  sub.Assignments,

@@ -138,6 +138,7 @@ func newSession(h *Hub, conn *websocket.Conn, num uint64, client Client) *Sessio
 	}
 	s.ctx, s.cancel = context.WithCancel(h.ctx)
 	s.closeCode.Store(websocket.CloseNormalClosure)
+	s.decoder.SetNamespace(client.Namespace)
 	s.publisher = newPublisher(h.kafka, h.cfg.Producer, h.cfg.RequestTimeout, s.published)
 	// A larger frame makes gorilla close the socket with 1009, message too big (RFC 6455 §7.4.1).
 	conn.SetReadLimit(h.cfg.Limits.MaxFrameBytes)
@@ -275,23 +276,24 @@ func reserveFrameIDs(n int) uint64 { return frameIDs.Add(uint64(n)) - uint64(n) 
 func (s *Session) nextFrameID() uint64 { return reserveFrameIDs(1) }
 
 func (s *Session) reply(req *protocol.Request, payload any) {
-	s.send(dataFrame(protocol.Reply(s.nextFrameID(), req, payload)))
+	s.send(dataFrame(protocol.Reply(s.nextFrameID(), req, s.visiblePayload(payload))))
 }
 
 // sendAssigned tells the client which partitions it now reads, each with the offset it starts from.
 func (s *Session) sendAssigned(starts map[string]map[int]int64) {
 	p := make(map[string]map[int32]int64, len(starts))
 	for topic, parts := range starts {
-		p[topic] = make(map[int32]int64, len(parts))
+		visible := s.visible(topic)
+		p[visible] = make(map[int32]int64, len(parts))
 		for part, offset := range parts {
-			p[topic][int32(part)] = offset
+			p[visible][int32(part)] = offset
 		}
 	}
 	s.send(dataFrame(protocol.Assigned(s.nextFrameID(), p)))
 }
 
 func (s *Session) replyError(req *protocol.Request, perr *protocol.Error) {
-	s.send(dataFrame(protocol.ErrorReply(s.nextFrameID(), req, perr)))
+	s.send(dataFrame(protocol.ErrorReply(s.nextFrameID(), req, s.visibleError(perr))))
 }
 
 // send queues a frame for the writer, waiting while the queue is full (in frames or in bytes). It reports false
@@ -344,6 +346,7 @@ var closeReasons = map[int]string{
 	websocket.CloseGoingAway:      "server shutting down",
 	websocket.CloseServiceRestart: "server configuration reloaded, reconnect",
 	closeTooSlow:                  "too slow for a broadcast subscription, reconnect",
+	CloseCredentialExpired:        "credential expired, reconnect with a new one",
 }
 
 // shutdown closes the session from the server's side with the given close code, at once and once: a later call

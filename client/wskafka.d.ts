@@ -4,8 +4,9 @@
 // - Sockets: one for requests, and one per (mode, group, commit) of the subscriptions (the protocol has one
 //   subscription per socket), all opened with the `wskafka` subprotocol. Each reconnects on its own: full-jitter
 //   exponential backoff from the first retry; 1001 and 1012 within [0, reconnectSoon); 1013 after tryLater +
-//   the backoff; 1009 rejects the requests of the last frame sent (`too_big`), never sent again. A server
-//   answer resets the backoff.
+//   the backoff; 1009 rejects the requests of the last frame sent (`too_big`), never sent again; 4001 (the
+//   credential expired) calls `credentials` once for every socket closed, then reconnects within
+//   [0, reconnectSoon). A server answer resets the backoff.
 // - Requests: a promise each, matched by refid, timed from when it is sent. Requests of one tick go out as one
 //   array frame (at most 1000, and maxFrameBytes). A request sent and unanswered when its socket closes
 //   rejects with `outcome_unknown` (never sent again by the library). While the socket opens, requests wait
@@ -61,6 +62,12 @@ export class WskafkaError extends Error {
   readonly skip?: () => void
 }
 
+/** What `credentials` returns: used for every connection from then on. */
+export interface Credentials {
+  url?: string | URL
+  protocols?: string[]
+}
+
 export interface Options {
   /** The WebSocket constructor. Default: globalThis.WebSocket (browsers, Node 22+); in Node 20, `ws`'s. */
   WebSocket?: new (url: string, protocols: string[]) => WebSocketLike
@@ -83,6 +90,14 @@ export interface Options {
   reconnectSoon?: number
   /** After 1013 (try again later): tryLater + the backoff. Default: 5000 ms. */
   tryLater?: number
+  /**
+   * After close code 4001 (the credential expired, or the socket reached the route's largest age): a new
+   * credential before reconnecting. Browsers cannot set headers on a WebSocket, so return the URL with a new
+   * token in its query string, or subprotocols carrying it; return nothing after renewing a cookie. Called once
+   * for all the sockets one expiry closes; a rejection is an `error` event (code `credentials`) and a backoff.
+   * Without it, 4001 backs off like any other close.
+   */
+  credentials?: () => Credentials | void | Promise<Credentials | void>
   /** Subscription changes within this window go out as one subscribe (one rebalance). Default: 20 ms. */
   subscribeWindow?: number
   /** Requests kept while disconnected (sent on reconnect); 0: they reject at once with `not_connected`. Default: 0. */

@@ -1,5 +1,4 @@
-// @wskafka/client: the browser and Node.js client of wskafka. The protocol is the README's "Protocol" and
-// "Protocol extensions"; the types and their documentation are in wskafka.d.ts.
+// @wskafka/client, for browsers and Node.js. Protocol: the README; types and docs: wskafka.d.ts.
 
 const te = new TextEncoder()
 const td = new TextDecoder()
@@ -18,8 +17,7 @@ export class WskafkaError extends Error {
 }
 const err = (code, message, details) => new WskafkaError(code, message, details)
 
-// Full jitter ("Exponential Backoff And Jitter", AWS Architecture Blog) from the first retry: sockets closed
-// together (a reload) do not come back together.
+// Full jitter from the first retry: sockets closed together (a reload) do not come back together.
 export function backoff (attempt, base, max, random = Math.random) {
   return Math.floor(random() * Math.min(max, base * 2 ** attempt))
 }
@@ -147,7 +145,8 @@ function line (name, c, hooks = {}) {
     if (state === 'closed') return
     if (suspended) return set('disconnected')
     let delay
-    if (code === 1001 || code === 1012) {
+    const renew = code === 4001 && o.credentials // credential expired: a new one, then reconnect soon
+    if (code === 1001 || code === 1012 || renew) {
       delay = Math.floor(o.random() * o.reconnectSoon) // going away, restart: soon, still jittered
     } else {
       delay = backoff(attempt++, o.backoffBase, o.backoffMax, o.random)
@@ -155,7 +154,7 @@ function line (name, c, hooks = {}) {
     }
     set('disconnected')
     c.emit('retry', { socket: name, code, reason, delay, attempt })
-    retryTimer = setTimeout(open, delay)
+    retryTimer = setTimeout(renew ? () => c.renew().then(open, (e) => { c.emit('error', err('credentials', String(e?.message ?? e))); down(1006, 'no credentials') }) : open, delay)
   }
 
   function receive (data) {
@@ -223,8 +222,7 @@ function line (name, c, hooks = {}) {
   // One tick's requests go out as one frame (a batch: at most 1000, and maxFrameBytes).
   function flush () {
     flushing = false
-    // CLOSING (the server's close frame is in): a send would be dropped unseen, so the requests wait in the
-    // outbox for down(), which holds or refuses them as not sent; never "outcome unknown".
+    // CLOSING: a send would be dropped unseen; down() holds or refuses them as not sent.
     if (state !== 'connected' || ws.readyState !== 1) return
     const items = outbox
     outbox = []
@@ -380,6 +378,11 @@ export function connect (url, options = {}) {
   let closed = false
   const feeds = new Map()
   const c = { url: String(url), o, id: () => ++id, emit, update }
+  let renewing // one call for all the sockets one expiry closed; see credentials in wskafka.d.ts
+  c.renew = () => (renewing ??= Promise.resolve().then(o.credentials).then((n) => {
+    c.url = String(n?.url ?? c.url)
+    o.protocols = n?.protocols ?? o.protocols
+  }).finally(() => { renewing = undefined }))
   const main = line('requests', c)
   const all = () => [main, ...[...feeds.values()].map((f) => f.line)]
 
@@ -433,7 +436,7 @@ export function connect (url, options = {}) {
       const seek = {}
       let seeking = false
       const broadcast = cfg.mode === 'broadcast'
-      // A group's committed offsets are its position: a seek would take back what another member read since.
+      // A group resumes from its commits: a seek would undo what other members read.
       for (const pk of broadcast ? pos.keys() : []) {
         const [t, part] = split(pk)
         if (ts.includes(t)) {
@@ -487,8 +490,7 @@ export function connect (url, options = {}) {
           const pk = pkey(t, part)
           listed.add(pk)
           const want = resumeAt(pk)
-          // A broadcast started above its seek: below the low watermark, lost. A group member starting above
-          // its position finds what another member read meanwhile.
+          // A broadcast starting above its seek lost records to retention; a group, to other members.
           if (cfg.mode === 'broadcast' && want !== undefined && start > want) emit('gap', { topic: t, partition: +part, from: want, to: start })
           if (want === undefined || start > (pos.get(pk) ?? -1)) pos.set(pk, start)
         }
@@ -530,14 +532,13 @@ export function connect (url, options = {}) {
     function run (pk, e, rec) {
       e.st = 0
       e.rec = rec
-      // Each handler on its own: one that throws neither stops the others nor is acknowledged before them.
+      // A handler that throws neither stops the others nor is acknowledged before them.
       const hs = [...subs].filter((s) => s.topics.includes(rec.topic))
       Promise.allSettled(hs.map((s) => new Promise((resolve) => resolve(s.handler(rec))))).then((rs) => {
         const bad = rs.find((r) => r.status === 'rejected')
         if (!bad) return handled(pk, e)
         const x = bad.reason
-        // At least once: not acknowledged (nor, acks being cumulative, what follows) until retry() or skip();
-        // delivered again after a reconnect or a reload (seek).
+        // At least once: this and what follows stay unacknowledged until retry() or skip().
         e.st = 2
         emit('error', err('handler_failed', `handler failed on ${rec.topic}/${rec.partition} offset ${rec.offset}: ${x?.message ?? x}`, {
           cause: x,

@@ -43,6 +43,8 @@ type caddyOptions struct {
 	admin bool
 	// clientID is the Kafka client_id; default wskafka-e2e. A reload that changes it changes the Kafka settings.
 	clientID string
+	// site is a whole Caddyfile in place of caddyfileTemplate, rendered with the same values.
+	site *template.Template
 }
 
 // caddyServer is one Caddy subprocess with its own Caddyfile, storage and log in the test's temp dir.
@@ -154,8 +156,12 @@ func (c *caddyServer) caddyfile(opts caddyOptions) ([]byte, error) {
 	if opts.clientID == "" {
 		opts.clientID = "wskafka-e2e"
 	}
+	site := caddyfileTemplate
+	if opts.site != nil {
+		site = opts.site
+	}
 	var caddyfile bytes.Buffer
-	err := caddyfileTemplate.Execute(&caddyfile, map[string]any{
+	err := site.Execute(&caddyfile, map[string]any{
 		"TLS":      opts.tls,
 		"Port":     c.port,
 		"Admin":    c.admin,

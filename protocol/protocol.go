@@ -177,7 +177,13 @@ func errorf(code, format string, args ...any) *Error {
 // concurrent use.
 type Decoder struct {
 	topic string // the last valid topic name published to
+
+	namespace       Namespace
+	nsTopic, nsFull string // the last topic published to in the namespace, and its Kafka name
 }
+
+// SetNamespace makes the decoder put ns before every topic and group name it decodes (see Namespace).
+func (d *Decoder) SetNamespace(ns Namespace) { d.namespace = ns }
 
 // Decode parses and validates one text frame holding one request, a JSON object. On failure it returns the
 // *Error and a Request filled as far as the frame could be read (ID, Type, Action), so the error reply can still
@@ -267,6 +273,9 @@ func (d *Decoder) Decode(frame []byte) (req Request, err *Error) {
 		op = OpPing
 	default:
 		return req, errorf(CodeUnknownType, "unknown type %q in t", req.Type)
+	}
+	if err == nil && !d.namespace.IsZero() {
+		err = d.applyNamespace(op, &req)
 	}
 	if err != nil {
 		return Request{ID: req.ID, Type: req.Type, Action: req.Action}, err

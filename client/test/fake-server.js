@@ -72,9 +72,10 @@ export async function fakeServer (opts = {}) {
     })
   }
 
-  wss.on('connection', (ws) => {
+  wss.on('connection', (ws, req) => {
     const conn = {
       ws,
+      url: req.url,
       protocol: ws.protocol,
       frames: [], // every frame as received (an object or an array)
       requests: [], // the requests, batches flattened

@@ -115,3 +115,40 @@ test('a socket that keeps answering never stalls', async (t) => {
   await new Promise((resolve) => setTimeout(resolve, 150))
   assert.deepEqual(states, ['connected'])
 })
+
+test('4001 asks for a new credential once, then reconnects with it soon', async (t) => {
+  let calls = 0
+  let token = 'a'
+  const { client, retries, server } = await setup(t, {
+    random: () => 0.5,
+    credentials: async () => { calls++; token += 'a'; return { url: `${server.url}?token=${token}` } }
+  })
+  await server.next(1)
+  await until(() => client.state === 'connected')
+  server.conns.at(-1).ws.close(4001, 'credential expired, reconnect with a new one')
+  await server.next(2)
+  assert.equal(server.conns[1].url, '/ws?token=aa', 'the new socket carries the new token')
+  assert.equal(calls, 1)
+  assert.deepEqual(retries.map((r) => [r.code, r.delay]), [[4001, 50]])
+  await until(() => client.state === 'connected')
+  await client.ping()
+})
+
+test('a failing credentials callback is an error event and a backoff, then it is asked again', async (t) => {
+  let calls = 0
+  const errors = []
+  const { client, server } = await setup(t, {
+    random: () => 0.5,
+    credentials: () => { if (++calls === 1) throw new Error('token service down') }
+  })
+  client.on('error', (e) => errors.push(e.code))
+  await server.next(1)
+  await until(() => client.state === 'connected')
+  server.conns.at(-1).ws.close(4001, 'credential expired')
+  await server.next(2)
+  assert.deepEqual(errors, ['credentials'])
+  await until(() => client.state === 'connected')
+  server.conns.at(-1).ws.close(4001, 'credential expired')
+  await server.next(3)
+  assert.equal(calls, 2)
+})

@@ -14,6 +14,11 @@ const client = connect(new URL('ws://127.0.0.1:8080/ws'), {
   random: Math.random
 })
 connect('wss://example.com/ws', { WebSocket: globalThis.WebSocket })
+// A token in the query string, renewed after close code 4001; or nothing, after renewing a cookie.
+connect('wss://example.com/ws?token=t1', { credentials: async () => ({ url: 'wss://example.com/ws?token=t2' }) })
+connect('wss://example.com/ws', { credentials: async () => { await fetch('/renew') } })
+// @ts-expect-error a URL is a string or a URL
+connect('wss://example.com/ws', { credentials: () => ({ url: 42 }) })
 
 const state: State = client.state
 const off: () => void = client.on('state', ({ state, previous }) => { const s: State = state; void previous })
