@@ -361,6 +361,41 @@ func get(t *testing.T, url string) (int, string) {
 	return resp.StatusCode, b.String()
 }
 
+// replyAndElements waits for both the reply to refid and n notifications, in whichever order they come: with
+// mq_interval 0 a record published with a receipt can be delivered before the receipt (replyTo would skip it).
+func (c *client) replyAndElements(refid string, n int) (reply, []json.RawMessage) {
+	c.t.Helper()
+	var r *reply
+	var els []json.RawMessage
+	deadline := time.After(waitLimit)
+	for r == nil || len(els) < n {
+		select {
+		case f, ok := <-c.frames:
+			if !ok {
+				c.t.Fatalf("connection closed while waiting for the reply to %s and %d notifications", refid, n)
+			}
+			if strings.HasPrefix(string(f), "[") {
+				var batch []json.RawMessage
+				if err := json.Unmarshal(f, &batch); err != nil {
+					c.t.Fatalf("notification frame %s: %v", f, err)
+				}
+				els = append(els, batch...)
+				continue
+			}
+			var got reply
+			if err := json.Unmarshal(f, &got); err != nil {
+				c.t.Fatalf("reply %s is not JSON: %v", f, err)
+			}
+			if string(got.RefID) == refid {
+				r = &got
+			}
+		case <-deadline:
+			c.t.Fatalf("within %v: reply to %s %v, %d of %d notifications", waitLimit, refid, r != nil, len(els), n)
+		}
+	}
+	return *r, els
+}
+
 // elements collects notification elements, each as its JSON text, until at least n have arrived, failing the test
 // if they do not in time. It returns every element of the frames read, which may be more than n.
 func (c *client) elements(n int) []json.RawMessage {

@@ -114,11 +114,13 @@ func TestNamespaceNames(t *testing.T) {
 	if !strings.Contains(assigned, `"p":{"orders":{"0":0}}`) {
 		t.Fatalf("assigned: got %s", assigned)
 	}
-	if r := alice.request(`{"id":5,"t":"notif","ack":true,"p":{"t":"orders","m":"m1"}}`, "5"); !strings.HasPrefix(string(r.P), `{"t":"orders","part":0,"offset":0,`) {
+	alice.send(`{"id":5,"t":"notif","ack":true,"p":{"t":"orders","m":"m1"}}`)
+	r, els := alice.replyAndElements("5", 1)
+	if !strings.HasPrefix(string(r.P), `{"t":"orders","part":0,"offset":0,`) {
 		t.Fatalf("receipt: got %s", r.P)
 	}
-	if el := alice.elements(1)[0]; !strings.Contains(string(el), `"topic":"orders"`) {
-		t.Fatalf("notification: got %s", el)
+	if !strings.Contains(string(els[0]), `"topic":"orders"`) {
+		t.Fatalf("notification: got %s", els[0])
 	}
 	if got := readTopic(t, a+".orders", 1); got[0] != "m1" {
 		t.Fatalf("kafka: got %q", got)
