@@ -137,7 +137,7 @@ func (s *Session) published(ref requestRef, rec *Record, receipt bool, err error
 // close frame is out): a lost publish is never silent.
 func (s *Session) publishFailed(ref requestRef, topic string, err error) {
 	if s.send(dataFrame(protocol.ErrorReply(s.nextFrameID(), ref.request(), s.visibleError(replyError("publishing to "+topic, err))))) {
-		s.logger().Debug("publish failed", zap.String("topic", topic), zap.Error(err))
+		s.debug("publish failed", zap.String("topic", topic), zap.Error(err))
 		return
 	}
 	s.logger().Warn("publish failed after the socket closed; the client was not told", zap.String("topic", topic), zap.Error(err))

@@ -194,6 +194,14 @@ func (s *Session) logger() *zap.Logger {
 	return s.hub.logger.With(fields...)
 }
 
+// debug logs at debug level, making the session's logger only when that level is on: a publish that fails
+// while Kafka is down logs here once per publish.
+func (s *Session) debug(msg string, fields ...zap.Field) {
+	if s.hub.logger.Core().Enabled(zap.DebugLevel) {
+		s.logger().Debug(msg, fields...)
+	}
+}
+
 // run serves the session until the socket closes, in this order: every request read is handled and its
 // publishes flushed (the answers reach the client unless it has gone), the subscription leaves its group, the
 // writer sends what is queued and the close frame (or the answer to the peer's), the connection closes. Every
@@ -247,7 +255,7 @@ func (s *Session) readLoop() (requests uint64) {
 			var closeErr *websocket.CloseError
 			if !errors.As(err, &closeErr) && !s.closeFrameOut() {
 				s.peerGone.Store(true)
-				s.logger().Debug("socket read failed", zap.Error(err))
+				s.debug("socket read failed", zap.Error(err))
 			}
 			return requests
 		}

@@ -188,7 +188,7 @@ gather:
 		}
 		s.endData()
 		s.peerGone.Store(true)
-		s.logger().Debug("socket write failed", zap.Error(err))
+		s.debug("socket write failed", zap.Error(err))
 		// The peer takes nothing: stop reading too, so the session ends.
 		_ = s.conn.SetReadDeadline(time.Now())
 		return false
@@ -235,7 +235,7 @@ func (s *Session) writeClose() {
 	conn := s.conn.NetConn()
 	_ = conn.SetWriteDeadline(time.Now().Add(s.hub.cfg.WriteTimeout))
 	if _, err := conn.Write(appendControlFrame(nil, websocket.CloseMessage, msg)); err != nil {
-		s.logger().Debug("writing the close frame", zap.Error(err))
+		s.debug("writing the close frame", zap.Error(err))
 	}
 }
 
