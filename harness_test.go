@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -359,6 +360,35 @@ func get(t *testing.T, url string) (int, string) {
 	n, _ := resp.Body.Read(buf)
 	b.Write(buf[:n])
 	return resp.StatusCode, b.String()
+}
+
+// replies waits for the replies to every one of refids, in whichever order they come: the elements of a request
+// array are answered as each is done (a publish when Kafka has it, a topic request when the lane reaches it).
+func (c *client) replies(refids ...string) map[string]reply {
+	c.t.Helper()
+	got := make(map[string]reply, len(refids))
+	deadline := time.After(waitLimit)
+	for len(got) < len(refids) {
+		select {
+		case f, ok := <-c.frames:
+			if !ok {
+				c.t.Fatalf("connection closed with %d of the replies to %v", len(got), refids)
+			}
+			if strings.HasPrefix(string(f), "[") {
+				continue // a notification frame
+			}
+			var r reply
+			if err := json.Unmarshal(f, &r); err != nil {
+				c.t.Fatalf("reply %s is not JSON: %v", f, err)
+			}
+			if slices.Contains(refids, string(r.RefID)) {
+				got[string(r.RefID)] = r
+			}
+		case <-deadline:
+			c.t.Fatalf("within %v: %d of the replies to %v", waitLimit, len(got), refids)
+		}
+	}
+	return got
 }
 
 // replyAndElements waits for both the reply to refid and n notifications, in whichever order they come: with
