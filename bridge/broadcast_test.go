@@ -28,7 +28,7 @@ func queuedOffsets(t *testing.T, s *Session) []int64 {
 
 // A member holds the stream's frames until its subscribe reply is queued, then passes them on in order.
 func TestBroadcastMemberHoldsUntilReleased(t *testing.T) {
-	s, _ := writerSession(t)
+	s := queueSession(t)
 	st := newStream(NewBroadcaster(newFakeLog("news", 0), zap.NewNop()), streamKey{topic: "news", limit: 10, meta: true}, LastOffset, time.Time{})
 	st.next = map[int]int64{0: 0}
 	m := st.add(s, false)
@@ -48,7 +48,7 @@ func TestBroadcastMemberHoldsUntilReleased(t *testing.T) {
 // own, what the stream delivers meanwhile included, then joins it between two batches: every record once, in
 // order.
 func TestBroadcastCatchUpHandsOver(t *testing.T) {
-	s, _ := writerSession(t)
+	s := queueSession(t)
 	log := newFakeLog("news", 10)
 	s.hub.kafka = log
 	st := newStream(NewBroadcaster(log, zap.NewNop()), streamKey{topic: "news", limit: 4, meta: true}, LastOffset, time.Time{})
@@ -78,7 +78,7 @@ func TestBroadcastCatchUpHandsOver(t *testing.T) {
 // A shared stream reads every partition with a reader of its own (each keeping its own share of the lag gauge,
 // which -race checks) and hands each record to its members once.
 func TestBroadcastStreamReadsEveryPartition(t *testing.T) {
-	s, _ := writerSession(t)
+	s := queueSession(t)
 	log := newFakeLog("news", 0, 0, 0)
 	b := NewBroadcaster(log, zap.NewNop())
 	defer b.Close()

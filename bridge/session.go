@@ -47,8 +47,8 @@ func dataFrame(data []byte) outFrame { return outFrame{data: data, size: int64(l
 // allocated with the socket, so it is kept short.
 const outQueueFrames = 16
 
-// Session is one WebSocket connection: one goroutine reads, one writer goroutine owns every write (data frames,
-// pings, pongs, the close frame), a Publisher batches publishes, requests that wait on Kafka run on the session's
+// Session is one WebSocket connection: one goroutine reads, a writer that runs only while something is due owns
+// every write (data frames, pings, pongs, the close frame), a Publisher batches publishes, requests that wait on Kafka run on the session's
 // lane, and at most one Subscription delivers notifications.
 type Session struct {
 	hub    *Hub
@@ -61,13 +61,15 @@ type Session struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	out    chan outFrame
-	queued byteBudget // bytes of the frames in out and being written
-	// wake (one slot) tells the writer that a control frame is due: see control.
-	wake      chan struct{}
-	control   control
-	writerEnd chan struct{} // closed by stopWriter: drain, send the close frame, return
-	writerOut chan struct{} // closed when the writer has returned
+	out     chan outFrame
+	queued  byteBudget // bytes of the frames in out and being written
+	control control
+	// The writer runs only while something is due (see kick); writerMu guards when it runs.
+	writerMu      sync.Mutex
+	writerRunning bool
+	writerKicked  bool          // something became due while it ran: it looks again before it ends
+	writerStop    bool          // set by stopWriter: send what is queued and the close frame, then end for good
+	writerOut     chan struct{} // closed when the writer has ended for good
 	// dataEnd is closed by the writer once it writes no more data frames: a write failed, the close frame went out,
 	// or it returned. Frames still queued are then dropped, never written, and senders give up.
 	dataEnd   chan struct{}
@@ -131,8 +133,6 @@ func newSession(h *Hub, conn *websocket.Conn, num uint64, client Client) *Sessio
 		client:    client,
 		queued:    byteBudget{max: h.cfg.Limits.MaxQueueBytes},
 		out:       make(chan outFrame, outQueueFrames),
-		wake:      make(chan struct{}, 1),
-		writerEnd: make(chan struct{}),
 		writerOut: make(chan struct{}),
 		dataEnd:   make(chan struct{}),
 	}
@@ -146,7 +146,7 @@ func newSession(h *Hub, conn *websocket.Conn, num uint64, client Client) *Sessio
 	conn.SetCloseHandler(func(code int, _ string) error {
 		s.peerClose.Store(int32(code))
 		s.control.close()
-		s.wakeWriter()
+		s.kick()
 		return nil
 	})
 	s.lastActive = time.Now()
@@ -154,7 +154,7 @@ func newSession(h *Hub, conn *websocket.Conn, num uint64, client Client) *Sessio
 	conn.SetPingHandler(func(data string) error {
 		s.touch()
 		s.control.pong(data)
-		s.wakeWriter()
+		s.kick()
 		return nil
 	})
 	return s
@@ -180,7 +180,7 @@ func (s *Session) keepalive(now time.Time, interval, timeout time.Duration) {
 		_ = s.conn.Close()
 	case quiet >= interval:
 		s.control.ping()
-		s.wakeWriter()
+		s.kick()
 	}
 }
 
@@ -209,8 +209,6 @@ func (s *Session) debug(msg string, fields ...zap.Field) {
 func (s *Session) run() {
 	start := time.Now()
 	s.logger().Info("connection opened")
-	go s.writeLoop()
-
 	requests := s.readLoop()
 	// The peer has gone or closed (or the server's close is complete): waits on Kafka have no one to answer.
 	s.cancel()
@@ -321,6 +319,7 @@ func (s *Session) sendCtx(ctx context.Context, f outFrame) bool {
 	select {
 	case s.out <- f:
 		metrics.queuedBytes.Add(float64(f.size))
+		s.kick()
 		return true
 	case <-s.dataEnd:
 	case <-ctx.Done():
@@ -337,6 +336,7 @@ func (s *Session) offer(f outFrame) bool {
 	select {
 	case s.out <- f:
 		metrics.queuedBytes.Add(float64(f.size))
+		s.kick()
 		return true
 	default:
 		s.queued.give(f.size)
@@ -404,7 +404,7 @@ func (s *Session) closeFromServer() {
 	poll.Stop()
 	s.cancel()
 	s.control.close()
-	s.wakeWriter()
+	s.kick()
 	select {
 	case <-s.dataEnd:
 	case <-s.writerOut:

@@ -21,6 +21,14 @@ func writerSession(t *testing.T) (*Session, *websocket.Conn) {
 	return sessionWith(t, zap.NewNop(), Client{})
 }
 
+// queueSession is writerSession for tests that take the frames off the session's queue themselves: kicks start
+// no writer, as if one were always running.
+func queueSession(t *testing.T) *Session {
+	s, _ := writerSession(t)
+	s.writerRunning = true
+	return s
+}
+
 // sessionWith is writerSession with the hub's logger and the client's identity.
 func sessionWith(t *testing.T, logger *zap.Logger, client Client) (*Session, *websocket.Conn) {
 	t.Helper()
@@ -58,11 +66,10 @@ func TestWriterFrames(t *testing.T) {
 	for i, n := range sizes {
 		payload := bytes.Repeat([]byte{'a' + byte(i)}, n)
 		payloads = append(payloads, payload)
-		if !s.send(dataFrame(payload)) { // the queue holds them all: the writer finds them waiting
+		if !s.send(dataFrame(payload)) {
 			t.Fatalf("frame %d was not queued", i)
 		}
 	}
-	go s.writeLoop()
 	for i, want := range payloads {
 		client.SetReadDeadline(time.Now().Add(10 * time.Second))
 		typ, got, err := client.ReadMessage()
@@ -91,7 +98,6 @@ func TestWriterNothingAfterClose(t *testing.T) {
 		t.Fatalf("server read %v, want the client's close frame", err)
 	}
 	s.send(dataFrame([]byte(`[{"id":1,"t":"notif","p":"late"}]`)))
-	go s.writeLoop()
 	s.stopWriter()
 	client.SetReadDeadline(time.Now().Add(10 * time.Second))
 	_, msg, err := client.ReadMessage()
