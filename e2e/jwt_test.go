@@ -26,14 +26,14 @@ import (
 // WebSocket), the token's realm claim is the namespace ({http.auth.user.realm}), and its exp, which the policy
 // injects as the header X-Expires, is the credential expiry.
 
-// jwtSite is the recipe's Caddyfile; {$WSK_JWT_KEY} is the HS256 key. The route deletes any X-Expires the client
-// sent before the authorize handler sets it from the token.
+// jwtSite is the recipe's Caddyfile; the environment variable WSK_JWT_KEY is the HS256 key. The route deletes
+// any X-Expires the client sent: the policy sets it only from a token that has an exp.
 var jwtSite = template.Must(template.New("jwt").Parse(`{
 	admin off
 	persist_config off
 	security {
 		authorization policy tenants {
-			crypto key verify {$WSK_JWT_KEY}
+			crypto key verify from env WSK_JWT_KEY
 			set token sources cookie query
 			disable auth redirect
 			allow roles wskafka/tenant
