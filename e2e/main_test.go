@@ -37,8 +37,11 @@ var (
 	xcaddy *xcaddyBuild
 )
 
-// xcaddyTestName is the test that waits for the background xcaddy build.
-const xcaddyTestName = "TestXcaddyBuild"
+// The tests that wait for the background xcaddy build.
+const (
+	xcaddyTestName = "TestXcaddyBuild"
+	jwtTestName    = "TestJWT"
+)
 
 func TestMain(m *testing.M) {
 	flag.Parse()
@@ -77,7 +80,7 @@ func runSuite(m *testing.M) int {
 
 	// The xcaddy build is slow (a whole Caddy), so it runs while the tests do; it starts after the build above so
 	// that it finds the dependencies compiled in the build cache.
-	if selected(xcaddyTestName) {
+	if selected(xcaddyTestName) || selected(jwtTestName) {
 		xcaddy = startXcaddyBuild(projectRoot, filepath.Join(tmp, "xcaddy"))
 		defer xcaddy.stop()
 	}
@@ -186,16 +189,22 @@ type xcaddyBuild struct {
 	err    error
 }
 
-// xcaddyVersion and caddyVersion are what the README tells users to build with.
+// xcaddyVersion and caddyVersion are what the README tells users to build with; securityModule is the JWT
+// module of the README's recipe (TestJWT), at securityVersion.
 const (
-	xcaddyVersion = "v0.4.5"
-	caddyVersion  = "v2.11.9"
+	xcaddyVersion   = "v0.4.5"
+	caddyVersion    = "v2.11.9"
+	securityModule  = "github.com/greenpau/caddy-security"
+	securityVersion = "v1.1.64"
 )
 
 // startXcaddyBuild installs xcaddy from the Go module proxy into dir and builds Caddy with this module from
-// the working tree, as a user would:
+// the working tree and the JWT module of the README's recipe, as a user would:
 //
-//	xcaddy build v2.11.9 --with github.com/wskafka/wskafka=<project root>
+//	xcaddy build v2.11.9 --with github.com/wskafka/wskafka=<project root> --with github.com/greenpau/caddy-security@v1.1.64
+//
+// One build serves both tests: a second one would link a second Caddy, and the JWT module adds packages
+// without changing the version of any module wskafka uses.
 func startXcaddyBuild(root, dir string) *xcaddyBuild {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	b := &xcaddyBuild{cancel: cancel, done: make(chan struct{}), bin: filepath.Join(dir, "caddy"), log: filepath.Join(dir, "xcaddy.log")}
@@ -251,7 +260,7 @@ func (b *xcaddyBuild) run(ctx context.Context, root, dir string) error {
 		return fmt.Errorf("go install xcaddy@%s: %w", xcaddyVersion, err)
 	}
 	build := command(filepath.Join(gobin, "xcaddy"), "build", caddyVersion,
-		"--with", "github.com/wskafka/wskafka="+root, "--output", b.bin)
+		"--with", "github.com/wskafka/wskafka="+root, "--with", securityModule+"@"+securityVersion, "--output", b.bin)
 	if err := build.Run(); err != nil {
 		return fmt.Errorf("xcaddy build %s: %w", caddyVersion, err)
 	}

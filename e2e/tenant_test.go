@@ -95,12 +95,7 @@ func (a *authService) addr() string { return strings.TrimPrefix(a.srv.URL, "http
 
 // token is an HS256 JWT (RFC 7519) for tenant, expiring at exp.
 func (a *authService) token(tenant string, exp time.Time) string {
-	enc := base64.RawURLEncoding
-	claims, _ := json.Marshal(map[string]any{"tenant": tenant, "exp": exp.Unix()})
-	signed := enc.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`)) + "." + enc.EncodeToString(claims)
-	mac := hmac.New(sha256.New, a.key)
-	mac.Write([]byte(signed))
-	return signed + "." + enc.EncodeToString(mac.Sum(nil))
+	return signHS256(a.key, map[string]any{"tenant": tenant, "exp": exp.Unix()})
 }
 
 // check is forward_auth's endpoint: 2xx with X-Tenant and X-Expires for a valid token, 401 otherwise. The token
