@@ -558,8 +558,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if h.Permissions != nil {
 		client.Access = h.Permissions.access(repl)
 	}
-	var why *refusal
-	if client.Namespace, client.CloseAt, why = h.connectionTerms(repl, time.Now()); why != nil {
+	if why := h.connectionTerms(repl, time.Now(), &client); why != nil {
 		return h.refuseTerms(w, r, why)
 	}
 	release, err := h.hub.Admit(client)

@@ -37,31 +37,31 @@ func refuse(reason string, format string, args ...any) *refusal {
 }
 
 // connectionTerms resolves, for one upgrade, the namespace of its names and the moment the socket must close
-// (its credential's expiry or its largest age, whichever comes first; zero for never). A namespace or an expiry
-// that the route sets and that does not resolve refuses the connection rather than serving it without: a
-// placeholder that resolved to nothing (the authentication handler set no tenant) must not mean "every topic".
-func (h *Handler) connectionTerms(repl *caddy.Replacer, now time.Time) (protocol.Namespace, time.Time, *refusal) {
-	var ns protocol.Namespace
+// (its credential's expiry or its largest age, whichever comes first; zero for never), and sets them on client.
+// A namespace or an expiry that the route sets and that does not resolve refuses the connection rather than
+// serving it without: a placeholder that resolved to nothing (the authentication handler set no tenant) must not
+// mean "every topic".
+func (h *Handler) connectionTerms(repl *caddy.Replacer, now time.Time, client *bridge.Client) *refusal {
 	if h.Namespace != "" {
 		prefix, err := repl.ReplaceOrErr(h.Namespace, true, true)
 		if err != nil {
-			return ns, time.Time{}, refuse("namespace", "namespace %s: %w", h.Namespace, err)
+			return refuse("namespace", "namespace %s: %w", h.Namespace, err)
 		}
-		if ns, err = protocol.NewNamespace(prefix); err != nil {
-			return ns, time.Time{}, refuse("namespace", "namespace %s: %w", h.Namespace, err)
+		if client.Namespace, err = protocol.NewNamespace(prefix); err != nil {
+			return refuse("namespace", "namespace %s: %w", h.Namespace, err)
 		}
 	}
 	var closeAt time.Time
 	if h.CredentialExpiry != "" {
 		value, err := repl.ReplaceOrErr(h.CredentialExpiry, true, true)
 		if err != nil {
-			return ns, time.Time{}, refuse("credential_unreadable", "credential_expiry %s: %w", h.CredentialExpiry, err)
+			return refuse("credential_unreadable", "credential_expiry %s: %w", h.CredentialExpiry, err)
 		}
 		if closeAt, err = parseExpiry(value); err != nil {
-			return ns, time.Time{}, refuse("credential_unreadable", "credential_expiry %s: %w", h.CredentialExpiry, err)
+			return refuse("credential_unreadable", "credential_expiry %s: %w", h.CredentialExpiry, err)
 		}
 		if !closeAt.After(now) {
-			return ns, time.Time{}, refuse("credential_expired", "the credential expired at %s", closeAt.UTC().Format(time.RFC3339))
+			return refuse("credential_expired", "the credential expired at %s", closeAt.UTC().Format(time.RFC3339))
 		}
 	}
 	if age := time.Duration(h.MaxConnectionAge); age > 0 {
@@ -72,10 +72,11 @@ func (h *Handler) connectionTerms(repl *caddy.Replacer, now time.Time) (protocol
 			at = at.Add(-rand.N(jitter))
 		}
 		if closeAt.IsZero() || at.Before(closeAt) {
-			closeAt = at
+			closeAt, client.ClosesAtAge = at, true
 		}
 	}
-	return ns, closeAt, nil
+	client.CloseAt = closeAt
+	return nil
 }
 
 // parseExpiry reads when a credential expires: Unix seconds (a JWT's "exp", RFC 7519 §4.1.4, fractions allowed)

@@ -17,6 +17,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/wskafka/wskafka/bridge"
 )
 
 // tenantRoute serves a namespace per X-Tenant header, as forward_auth would set it (see the e2e suite for the
@@ -312,8 +314,8 @@ func TestCredentialExpiry(t *testing.T) {
 	for i := range n {
 		c.send(fmt.Sprintf(`{"t":"notif","p":{"t":%q,"m":"m%d"}}`, topic, i))
 	}
-	if code := c.closeCode(); code != 4001 {
-		t.Fatalf("got close code %d, want 4001", code)
+	if code, reason := c.closeFrame(); code != 4001 || reason != "credential expired, reconnect with a new one" {
+		t.Fatalf("got close code %d %q, want 4001 saying the credential expired", code, reason)
 	}
 	t.Logf("closed %v after the credential expired", time.Since(expires))
 	if got := readTopic(t, topic, n); len(got) != n {
@@ -321,23 +323,44 @@ func TestCredentialExpiry(t *testing.T) {
 	}
 }
 
-// TestMaxConnectionAge checks that a socket closes with 4001 at the route's largest age.
+// TestMaxConnectionAge checks that a socket closes with 4001 at the route's largest age, saying so, and at its
+// credential's expiry when that comes first.
 func TestMaxConnectionAge(t *testing.T) {
 	addr := startCaddyfile(t, quietLogs+`
 http://{addr} {
 	wskafka {
 		brokers {brokers}
-		max_connection_age 1s 500ms
+		credential_expiry {http.request.header.X-Expires}
+		max_connection_age 2s 500ms
 	}
 }`)
-	c := dial(t, "ws://"+addr+"/")
-	if code := c.closeCode(); code != 4001 {
-		t.Fatalf("got close code %d, want 4001", code)
+	for _, tt := range []struct {
+		name    string
+		expires time.Duration
+		reason  string
+	}{
+		{"age first", time.Hour, "connection reached its largest age, reconnect with a fresh credential"},
+		{"credential first", 500 * time.Millisecond, "credential expired, reconnect with a new one"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			expires := strconv.FormatFloat(float64(time.Now().Add(tt.expires).UnixMilli())/1000, 'f', 3, 64)
+			c := dialHeader(t, "ws://"+addr+"/", http.Header{"X-Expires": {expires}})
+			if code, reason := c.closeFrame(); code != 4001 || reason != tt.reason {
+				t.Fatalf("got close code %d %q, want 4001 %q", code, reason, tt.reason)
+			}
+		})
 	}
 }
 
 // closeCode waits for the server's close frame and returns its code.
 func (c *client) closeCode() int {
+	c.t.Helper()
+	code, _ := c.closeFrame()
+	return code
+}
+
+// closeFrame waits for the server's close frame and returns its code and reason.
+func (c *client) closeFrame() (int, string) {
 	c.t.Helper()
 	deadline := time.After(waitLimit)
 	for {
@@ -347,7 +370,7 @@ func (c *client) closeCode() int {
 				err := <-c.closed
 				var ce *websocket.CloseError
 				if errors.As(err, &ce) {
-					return ce.Code
+					return ce.Code, ce.Text
 				}
 				c.t.Fatalf("connection ended without a close frame: %v", err)
 			}
@@ -464,9 +487,11 @@ func TestConnectionAgeJitter(t *testing.T) {
 	now := time.Now()
 	seen := map[time.Time]bool{}
 	for range 100 {
-		_, at, why := h.connectionTerms(caddy.NewReplacer(), now)
-		if why != nil || at.After(now.Add(time.Hour)) || at.Before(now.Add(50*time.Minute)) {
-			t.Fatalf("got %v, %v, want within [50m, 1h] of now", at.Sub(now), why)
+		var c bridge.Client
+		why := h.connectionTerms(caddy.NewReplacer(), now, &c)
+		at := c.CloseAt
+		if why != nil || at.After(now.Add(time.Hour)) || at.Before(now.Add(50*time.Minute)) || !c.ClosesAtAge {
+			t.Fatalf("got %v, %v, closes at its age %v; want within [50m, 1h] of now, at its age", at.Sub(now), why, c.ClosesAtAge)
 		}
 		seen[at] = true
 	}

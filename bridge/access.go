@@ -21,6 +21,9 @@ type Client struct {
 	// CloseAt is when the socket is closed with CloseCredentialExpired: its credential expires, or it reaches the
 	// route's largest age. Zero: never.
 	CloseAt time.Time
+	// ClosesAtAge says that CloseAt is the route's largest age, which comes before the credential expires: the
+	// close frame's reason says which.
+	ClosesAtAge bool
 }
 
 // key is what per-client connection limits count by.

@@ -92,7 +92,11 @@ func (e *expiries) fire() {
 	}
 	e.mu.Unlock()
 	for _, s := range closing {
-		s.logger().Info("closing a socket: its credential expired, or it reached max_connection_age")
+		if s.client.ClosesAtAge {
+			s.logger().Info("closing a socket: it reached max_connection_age")
+		} else {
+			s.logger().Info("closing a socket: its credential expired")
+		}
 		s.shutdown(CloseCredentialExpired)
 	}
 }

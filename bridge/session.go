@@ -357,6 +357,17 @@ var closeReasons = map[int]string{
 	CloseCredentialExpired:        "credential expired, reconnect with a new one",
 }
 
+// closeAgeReason is the reason text of CloseCredentialExpired for a socket that reached max_connection_age.
+const closeAgeReason = "connection reached its largest age, reconnect with a fresh credential"
+
+// closeReason is the reason text of the server's close frame with code.
+func (s *Session) closeReason(code int) string {
+	if code == CloseCredentialExpired && s.client.ClosesAtAge {
+		return closeAgeReason
+	}
+	return closeReasons[code]
+}
+
 // shutdown closes the session from the server's side with the given close code, at once and once: a later call
 // changes nothing. See closeFromServer.
 func (s *Session) shutdown(code int) {

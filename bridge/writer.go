@@ -243,7 +243,7 @@ func (s *Session) writeClose() {
 	switch code := int(s.peerClose.Load()); code {
 	case 0:
 		code = int(s.closeCode.Load())
-		msg = websocket.FormatCloseMessage(code, closeReasons[code])
+		msg = websocket.FormatCloseMessage(code, s.closeReason(code))
 	case websocket.CloseNoStatusReceived:
 		// The peer's close frame had no code, so the answer has none either (RFC 6455 §7.1.5).
 	default:
