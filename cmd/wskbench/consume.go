@@ -78,8 +78,13 @@ func (b *bench) consume(ctx context.Context) error {
 const rawLabel = "raw franz-go consumer, no bridge"
 
 func (b *bench) printLatency(r *latencyResult) {
-	fmt.Printf("%s, %d msg/s for %v: %d/%d delivered, p50 %v, p99 %v, max %v\n", r.label, r.rate, b.cfg.duration,
-		r.delivered, r.sent, r.p50, r.p99, r.max)
+	cpu := ""
+	if r.cpu > 0 && r.delivered > 0 {
+		// What a delivery costs Caddy, to compare builds by; the raw consumer has no Caddy.
+		cpu = fmt.Sprintf(", Caddy CPU %v (%v per message)", r.cpu.Round(time.Millisecond), r.cpu/time.Duration(r.delivered))
+	}
+	fmt.Printf("%s, %d msg/s for %v: %d/%d delivered, p50 %v, p99 %v, max %v%s\n", r.label, r.rate, b.cfg.duration,
+		r.delivered, r.sent, r.p50, r.p99, r.max, cpu)
 }
 
 // rawLatencyRun produces rate msg/s for the scenario's duration, as latencyRun does, to a raw consumer instead of
