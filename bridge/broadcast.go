@@ -27,7 +27,7 @@ type Broadcaster struct {
 	streams map[streamKey]*stream
 	closed  bool
 
-	// readersStarted counts partition readers ever started, so tests can tell the topic is read once.
+	// readersStarted counts partitions whose reading ever started, so tests can tell the topic is read once.
 	readersStarted atomic.Int64
 }
 
@@ -47,7 +47,7 @@ func NewBroadcaster(kafka Kafka, logger *zap.Logger) *Broadcaster {
 	return &Broadcaster{kafka: kafka, logger: logger, streams: make(map[streamKey]*stream)}
 }
 
-// ReadersStarted reports how many partition readers the broadcaster has started since it was created.
+// ReadersStarted reports how many partitions the broadcaster has started reading since it was created.
 func (b *Broadcaster) ReadersStarted() int64 { return b.readersStarted.Load() }
 
 // Close stops every stream and waits for their readers.
@@ -247,21 +247,19 @@ func (st *stream) run() {
 	st.mu.Unlock()
 	records := make(chan Record, fetchQueueRecords)
 	var readers sync.WaitGroup
-	for partition, offset := range offsets {
-		st.b.readersStarted.Add(1)
-		metrics.broadcastReaders.Inc()
-		// A broadcast delivers what is new: an offset that vanished resumes at the partition's end, and a failed
-		// read is retried, since there is no one to hand the partition to. The stream's lag counts once, however
-		// many sockets it feeds; each reader keeps its own part of it.
-		r := &partitionReader{
-			kafka: st.b.kafka, topic: st.key.topic, partition: partition, records: records, lag: &lagGauge{topic: st.key.topic},
-			outOfRange: LastOffset, retry: true, logger: st.b.logger,
-		}
-		readers.Go(func() {
-			defer metrics.broadcastReaders.Dec()
-			r.run(st.ctx, offset)
-		})
+	st.b.readersStarted.Add(int64(len(offsets)))
+	metrics.broadcastReaders.Add(float64(len(offsets)))
+	// A broadcast delivers what is new: an offset that vanished resumes at the partition's end, and a failed read
+	// is retried, since there is no one to hand the partition to. The stream's lag counts once, however many
+	// sockets it feeds; each partition keeps its own part of it.
+	r := &partitionReader{
+		kafka: st.b.kafka, records: records, lag: func(topic string) *lagGauge { return &lagGauge{topic: topic} },
+		outOfRange: LastOffset, retry: true, logger: logger,
 	}
+	readers.Go(func() {
+		defer metrics.broadcastReaders.Sub(float64(len(offsets)))
+		r.run(st.ctx, map[string]map[int]int64{st.key.topic: offsets})
+	})
 	close(st.started)
 	logger.Info("broadcast stream started", zap.Int("partitions", len(offsets)), zap.Bool("private", st.private))
 	st.batch(records)
@@ -522,7 +520,7 @@ func (sub *broadcastSubscription) catchUp(ctx context.Context, st *stream, m *me
 // the stream's.
 func (sub *broadcastSubscription) readUpTo(ctx context.Context, st *stream, partition int, offset, target int64) error {
 	s := sub.session
-	reader := s.hub.kafka.ReadPartition(st.key.topic, partition, offset)
+	reader := s.hub.kafka.ReadPartitions(map[string]map[int]int64{st.key.topic: {partition: offset}})
 	defer reader.Close()
 	// Frames as the stream's (mq_limit), but without waiting: what is read is there already.
 	b := batcher{limit: st.key.limit, maxBytes: s.queued.max / 2}
@@ -536,7 +534,7 @@ func (sub *broadcastSubscription) readUpTo(ctx context.Context, st *stream, part
 	}
 	for offset < target {
 		fetchCtx, cancel := context.WithTimeout(ctx, catchUpIdle)
-		rec, err := reader.Fetch(fetchCtx)
+		recs, err := reader.Fetch(fetchCtx)
 		cancel()
 		switch {
 		case err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded):
@@ -544,13 +542,16 @@ func (sub *broadcastSubscription) readUpTo(ctx context.Context, st *stream, part
 			continue
 		case err != nil:
 			return err
-		case rec.Offset >= target:
-			offset = target // the shared stream delivers it
-			continue
 		}
-		offset = rec.Offset + 1
-		if b.append(rec); b.full(st.key.limit) && !flush() {
-			return ctx.Err()
+		for _, rec := range recs {
+			if rec.Offset >= target {
+				offset = target // the shared stream delivers it
+				break
+			}
+			offset = rec.Offset + 1
+			if b.append(rec); b.full(st.key.limit) && !flush() {
+				return ctx.Err()
+			}
 		}
 	}
 	if !flush() {

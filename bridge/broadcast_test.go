@@ -75,8 +75,8 @@ func TestBroadcastCatchUpHandsOver(t *testing.T) {
 	}
 }
 
-// A shared stream reads every partition with a reader of its own (each keeping its own share of the lag gauge,
-// which -race checks) and hands each record to its members once.
+// A shared stream reads every partition with one reader (each partition keeping its own share of the lag gauge)
+// and hands each record to its members once.
 func TestBroadcastStreamReadsEveryPartition(t *testing.T) {
 	s := queueSession(t)
 	log := newFakeLog("news", 0, 0, 0)

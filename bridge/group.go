@@ -27,7 +27,7 @@ type subscribeOptions struct {
 }
 
 // Subscription is one consumer-group member feeding one session. Each generation (one assignment of partitions,
-// until the next rebalance) runs a reader per assigned partition and one deliverer, which batches records into
+// until the next rebalance) runs one reader of every assigned partition and one deliverer, which batches records into
 // notification frames, hands them to the session's writer, and commits the offsets of the frames written (or,
 // with client commits, of the notifications the client acknowledged).
 type Subscription struct {
@@ -209,22 +209,18 @@ func (sub *Subscription) startOffsets(ctx context.Context, gen Generation, first
 	return resolved, nil
 }
 
-// runGeneration starts the generation's readers and its deliverer; they run until the generation ends. A reader
-// that fails ends the generation: the member then rejoins and the next generation starts afresh from the
+// runGeneration starts the generation's reader (of every partition assigned) and its deliverer; they run until
+// the generation ends. A reader that fails ends the generation: the member then rejoins and the next generation starts afresh from the
 // committed offsets.
 func (sub *Subscription) runGeneration(gen Generation, offsets map[string]map[int]int64) {
 	hub := sub.session.hub
 	records := make(chan Record, fetchQueueRecords)
 	fetched := &byteBudget{max: hub.cfg.Limits.MaxQueueBytes}
-	for topic, parts := range offsets {
-		for partition, offset := range parts {
-			r := &partitionReader{
-				kafka: hub.kafka, topic: topic, partition: partition, records: records, budget: fetched,
-				lag: hub.lagGauge(topic), outOfRange: hub.cfg.Consumer.OutOfRangeOffset, logger: sub.logger,
-			}
-			gen.Start(func(ctx context.Context) { r.run(ctx, offset) })
-		}
+	r := &partitionReader{
+		kafka: hub.kafka, records: records, budget: fetched, lag: hub.lagGauge,
+		outOfRange: hub.cfg.Consumer.OutOfRangeOffset, logger: sub.logger,
 	}
+	gen.Start(func(ctx context.Context) { r.run(ctx, offsets) })
 	d := newDeliverer(sub.deliverySettings(), gen, records, fetched, sub.session, sub.logger)
 	sub.current.Store(d)
 	gen.Start(d.run)

@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
 
@@ -98,8 +99,9 @@ type Consumers interface {
 	// JoinGroup creates a member of groupID subscribed to topics. It joins in the background; the first
 	// generation is returned by Next.
 	JoinGroup(groupID string, topics []string) GroupMember
-	// ReadPartition reads one partition from offset on.
-	ReadPartition(topic string, partition int, offset int64) PartitionReader
+	// ReadPartitions reads the partitions of offsets (topic → partition → the offset of the first record to
+	// read), asking each broker for every partition it leads of them in one fetch.
+	ReadPartitions(offsets map[string]map[int]int64) PartitionsReader
 }
 
 // GroupMember is one member of a consumer group.
@@ -122,9 +124,28 @@ type Generation interface {
 	Commit(offsets map[string]map[int]int64) error
 }
 
-// PartitionReader reads records of one partition in order.
-type PartitionReader interface {
-	Fetch(ctx context.Context) (Record, error)
-	// Close releases the reader's connections; a reader is done with when closed, so there is nothing to report.
+// PartitionsReader reads records of many partitions, each partition's in order. It is used by one goroutine at a
+// time.
+type PartitionsReader interface {
+	// Fetch waits for the records of the next fetch answered, of one or more partitions; transient failures
+	// (a leader moving, a broker restarting) are retried until ctx ends. Partitions whose next offset no longer
+	// exists are reported as an *OffsetsOutOfRangeError, and are not read again until Seek moves them.
+	Fetch(ctx context.Context) ([]Record, error)
+	// Seek makes reading of one partition resume at offset.
+	Seek(topic string, partition int, offset int64)
+	// Close stops the reader's requests and releases its connections; a reader is done with when closed, so
+	// there is nothing to report.
 	Close()
 }
+
+// OffsetsOutOfRangeError names the partitions a PartitionsReader found reading at an offset they no longer
+// hold (errors.Is ErrOffsetOutOfRange).
+type OffsetsOutOfRangeError struct {
+	Offsets map[string]map[int]int64 // topic → partition → the offset that is gone
+}
+
+func (e *OffsetsOutOfRangeError) Error() string {
+	return fmt.Sprintf("%v: %v", ErrOffsetOutOfRange, e.Offsets)
+}
+
+func (e *OffsetsOutOfRangeError) Unwrap() error { return ErrOffsetOutOfRange }

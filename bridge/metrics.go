@@ -61,7 +61,7 @@ var metrics = struct {
 		Namespace: "caddy", Subsystem: "wskafka", Name: "topic_consumer_lag",
 		Help: "consumer_lag by topic (only with topic labels on).",
 	}, []string{"topic"}),
-	broadcastReaders: gauge("broadcast_partition_readers", "Partition readers of broadcast streams: one per partition of each broadcast topic, whatever the number of subscribers."),
+	broadcastReaders: gauge("broadcast_partition_readers", "Partitions read by broadcast streams: each partition of each broadcast topic once, whatever the number of subscribers."),
 }
 
 func gauge(name, help string) prometheus.Gauge {

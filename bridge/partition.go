@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -17,17 +19,18 @@ const fetchQueueRecords = 256
 // readRetryPause is how long a partition reader that retries waits after a failed read.
 const readRetryPause = time.Second
 
-// partitionReader feeds one partition's records, in order, to the batching loop of a group subscription's
-// generation or of a broadcast stream: the one reader loop of both.
+// partitionReader feeds the records of a group subscription's generation or of a broadcast stream, each
+// partition's in order, to its batching loop: the one reader loop of both. One reader reads every partition of its
+// generation or stream, through one PartitionsReader (one fetch per broker), so a record passes from the Kafka
+// client's connection to this goroutine and then to the batching loop, whatever the number of partitions.
 type partitionReader struct {
-	kafka     Kafka
-	topic     string
-	partition int
-	records   chan<- Record
+	kafka   Kafka
+	records chan<- Record
 	// budget, when set, is taken from for each record's bytes before it is queued; the receiver gives them back.
 	budget *byteBudget
-	lag    *lagGauge
-	// outOfRange is where reading resumes when the offset no longer exists: FirstOffset or LastOffset.
+	// lag makes the gauge of one partition's share of consumer_lag.
+	lag func(topic string) *lagGauge
+	// outOfRange is where reading resumes when an offset no longer exists: FirstOffset or LastOffset.
 	outOfRange int64
 	// retry keeps reading after a failure, after readRetryPause (a broadcast stream has no one to hand its
 	// partitions to); without it a failure ends run (a group's generation then ends, and the member rejoins
@@ -36,32 +39,36 @@ type partitionReader struct {
 	logger *zap.Logger
 }
 
-// run reads from offset until ctx ends (or, without retry, a read fails).
-func (r *partitionReader) run(ctx context.Context, offset int64) {
-	logger := r.logger.With(zap.String("topic", r.topic), zap.Int("partition", r.partition))
-	defer r.lag.set(0)
+// run reads from offsets (topic → partition → offset) until ctx ends (or, without retry, a read fails).
+func (r *partitionReader) run(ctx context.Context, offsets map[string]map[int]int64) {
+	next := make(map[string]map[int]int64, len(offsets))
+	lags := make(map[string]map[int]*lagGauge, len(offsets))
+	for topic, parts := range offsets {
+		next[topic] = maps.Clone(parts)
+		lags[topic] = make(map[int]*lagGauge, len(parts))
+		for p := range parts {
+			lags[topic][p] = r.lag(topic)
+		}
+	}
+	defer func() {
+		for _, parts := range lags {
+			for _, g := range parts {
+				g.set(0)
+			}
+		}
+	}()
 	for ctx.Err() == nil {
-		reader := r.kafka.ReadPartition(r.topic, r.partition, offset)
-		err := r.feed(ctx, reader, &offset)
+		reader := r.kafka.ReadPartitions(next)
+		err := r.feed(ctx, reader, next, lags)
 		reader.Close()
 		if ctx.Err() != nil {
 			return
 		}
-		if errors.Is(err, ErrOffsetOutOfRange) {
-			marks, merr := r.kafka.Watermarks(ctx, r.topic, []int{r.partition})
-			if merr == nil {
-				next := pick(r.outOfRange, marks[r.partition])
-				logger.Warn("offset out of range, resetting", zap.Int64("offset", offset), zap.Int64("reset_to", next))
-				offset = next
-				continue
-			}
-			err = fmt.Errorf("resolving an out-of-range offset: %w", merr)
-		}
 		if !r.retry {
-			logger.Warn("reading partition", zap.Error(err))
+			r.logger.Warn("reading partitions", zap.Error(err))
 			return
 		}
-		logger.Warn("reading partition failed, retrying", zap.Error(err))
+		r.logger.Warn("reading partitions failed, retrying", zap.Error(err))
 		select {
 		case <-time.After(readRetryPause):
 		case <-ctx.Done():
@@ -69,28 +76,55 @@ func (r *partitionReader) run(ctx context.Context, offset int64) {
 	}
 }
 
-// feed passes what reader fetches to records until ctx ends or the reader fails, keeping offset at the next one
-// and the lag gauge at what the reader is behind.
-func (r *partitionReader) feed(ctx context.Context, reader PartitionReader, offset *int64) error {
+// feed passes what reader fetches to records until ctx ends or the reader fails, keeping next at each
+// partition's next offset and the lag gauges at what each partition is behind.
+func (r *partitionReader) feed(ctx context.Context, reader PartitionsReader, next map[string]map[int]int64, lags map[string]map[int]*lagGauge) error {
 	for {
-		rec, err := reader.Fetch(ctx)
+		recs, err := reader.Fetch(ctx)
+		if gone, ok := errors.AsType[*OffsetsOutOfRangeError](err); ok {
+			if err := r.reset(ctx, reader, gone, next); err != nil {
+				return err
+			}
+			continue
+		}
 		if err != nil {
 			return err
 		}
-		r.lag.set(rec.HighWatermark - rec.Offset - 1)
-		if r.budget != nil && !r.budget.take(ctx, nil, rec.Size()) {
-			return ctx.Err()
-		}
-		select {
-		case r.records <- rec:
-			*offset = rec.Offset + 1
-		case <-ctx.Done():
-			if r.budget != nil {
-				r.budget.give(rec.Size())
+		for i := range recs {
+			rec := &recs[i]
+			lags[rec.Topic][rec.Partition].set(rec.HighWatermark - rec.Offset - 1)
+			if r.budget != nil && !r.budget.take(ctx, nil, rec.Size()) {
+				return ctx.Err()
 			}
-			return ctx.Err()
+			select {
+			case r.records <- *rec:
+				next[rec.Topic][rec.Partition] = rec.Offset + 1
+			case <-ctx.Done():
+				if r.budget != nil {
+					r.budget.give(rec.Size())
+				}
+				return ctx.Err()
+			}
 		}
 	}
+}
+
+// reset moves the partitions whose offset no longer exists to outOfRange's end of what they hold.
+func (r *partitionReader) reset(ctx context.Context, reader PartitionsReader, gone *OffsetsOutOfRangeError, next map[string]map[int]int64) error {
+	for topic, parts := range gone.Offsets {
+		marks, err := r.kafka.Watermarks(ctx, topic, slices.Collect(maps.Keys(parts)))
+		if err != nil {
+			return fmt.Errorf("resolving an out-of-range offset: %w", err)
+		}
+		for p, offset := range parts {
+			to := pick(r.outOfRange, marks[p])
+			r.logger.Warn("offset out of range, resetting", zap.String("topic", topic), zap.Int("partition", p),
+				zap.Int64("offset", offset), zap.Int64("reset_to", to))
+			next[topic][p] = to
+			reader.Seek(topic, p, to)
+		}
+	}
+	return nil
 }
 
 // pick is the offset of mark that which (FirstOffset or LastOffset) names.

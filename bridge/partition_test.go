@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -21,7 +24,8 @@ type fakeLog struct {
 	low     map[int]int64    // the first offset each partition still holds
 	records map[int][]Record // every record each partition ever had, from offset 0
 	fail    []error          // what the next readers' first fetch fails with, one per reader
-	opened  []string         // "partition@offset" of each reader opened
+	opened  []string         // "partition@offset …" of each reader opened, by partition
+	sought  []string         // "partition@offset" of each Seek
 }
 
 func newFakeLog(topic string, sizes ...int) *fakeLog {
@@ -40,11 +44,20 @@ func (l *fakeLog) append(recs []Record) {
 	}
 }
 
-func (l *fakeLog) ReadPartition(topic string, partition int, offset int64) PartitionReader {
+func (l *fakeLog) ReadPartitions(offsets map[string]map[int]int64) PartitionsReader {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.opened = append(l.opened, fmt.Sprintf("%d@%d", partition, offset))
-	r := &fakeReader{log: l, partition: partition, offset: offset}
+	r := &fakeReader{log: l, offsets: map[int]int64{}, gone: map[int]bool{}}
+	var opened []string
+	for topic, parts := range offsets {
+		r.topic = topic
+		for p, off := range parts {
+			r.offsets[p] = off
+			opened = append(opened, fmt.Sprintf("%d@%d", p, off))
+		}
+	}
+	slices.Sort(opened)
+	l.opened = append(l.opened, strings.Join(opened, " "))
 	if len(l.fail) > 0 {
 		r.fail, l.fail = l.fail[0], l.fail[1:]
 	}
@@ -67,38 +80,65 @@ func (l *fakeLog) readers() []string {
 	return append([]string(nil), l.opened...)
 }
 
-// fakeReader reads a fakeLog's partition; at its end it waits until ctx ends (it does not see later appends
-// before the next poll, which is every 10 ms of the bubble's time).
-type fakeReader struct {
-	log       *fakeLog
-	partition int
-	offset    int64
-	fail      error
+func (l *fakeLog) seeks() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.sought...)
 }
 
-func (r *fakeReader) Fetch(ctx context.Context) (Record, error) {
+// fakeReader reads partitions of a fakeLog: each fetch reports the partitions newly out of range, else returns
+// what every partition has past its offset, at most three records a partition; at their end it waits until ctx ends (it does not see later appends before the next
+// poll, which is every 10 ms of the bubble's time).
+type fakeReader struct {
+	log     *fakeLog
+	topic   string
+	offsets map[int]int64
+	gone    map[int]bool // reported out of range, until Seek
+	fail    error
+}
+
+func (r *fakeReader) Fetch(ctx context.Context) ([]Record, error) {
 	if r.fail != nil {
-		return Record{}, r.fail
+		return nil, r.fail
 	}
 	for {
 		r.log.mu.Lock()
-		low, recs := r.log.low[r.partition], r.log.records[r.partition]
-		r.log.mu.Unlock()
-		if r.offset < low {
-			return Record{}, fmt.Errorf("%w: %d", ErrOffsetOutOfRange, r.offset)
+		oor := map[int]int64{}
+		for p, off := range r.offsets {
+			if !r.gone[p] && off < r.log.low[p] {
+				r.gone[p], oor[p] = true, off
+			}
 		}
-		if r.offset < int64(len(recs)) {
-			rec := recs[r.offset]
-			rec.HighWatermark = int64(len(recs))
-			r.offset++
-			return rec, nil
+		var out []Record
+		for _, p := range slices.Sorted(maps.Keys(r.offsets)) {
+			recs, off := r.log.records[p], r.offsets[p]
+			for ; len(oor) == 0 && !r.gone[p] && off < int64(len(recs)) && off < r.offsets[p]+3; off++ {
+				rec := recs[off]
+				rec.HighWatermark = int64(len(recs))
+				out = append(out, rec)
+			}
+			r.offsets[p] = off
+		}
+		r.log.mu.Unlock()
+		if len(oor) > 0 {
+			return nil, &OffsetsOutOfRangeError{Offsets: map[string]map[int]int64{r.topic: oor}}
+		}
+		if len(out) > 0 {
+			return out, nil
 		}
 		select {
 		case <-time.After(10 * time.Millisecond):
 		case <-ctx.Done():
-			return Record{}, ctx.Err()
+			return nil, ctx.Err()
 		}
 	}
+}
+
+func (r *fakeReader) Seek(_ string, partition int, offset int64) {
+	r.log.mu.Lock()
+	defer r.log.mu.Unlock()
+	r.log.sought = append(r.log.sought, fmt.Sprintf("%d@%d", partition, offset))
+	r.offsets[partition], r.gone[partition] = offset, false
 }
 
 func (r *fakeReader) Close() {}
@@ -106,46 +146,69 @@ func (r *fakeReader) Close() {}
 func TestPartitionReader(t *testing.T) {
 	cases := []struct {
 		name       string
-		low        int64 // the log's first offset: records below it are gone
-		start      int64
+		sizes      []int         // records in each partition
+		low        map[int]int64 // each partition's first offset: records below it are gone
+		start      map[int]int64
 		outOfRange int64
 		fail       []error
 		retry      bool
-		want       []int64 // offsets read, in order
+		want       map[int][]int64 // offsets read, in order, by partition
 		readers    []string
+		seeks      []string
 	}{
-		{name: "reads in order from its offset", start: 2, want: []int64{2, 3, 4, 5}, readers: []string{"0@2"}},
-		{name: "a vanished offset resumes at the first", low: 4, start: 1, outOfRange: FirstOffset, want: []int64{4, 5}, readers: []string{"0@1", "0@4"}},
-		{name: "a vanished offset resumes at the end", low: 4, start: 1, outOfRange: LastOffset, readers: []string{"0@1", "0@6"}},
-		{name: "a failure ends a group's reader", fail: []error{errors.New("broker gone")}, readers: []string{"0@0"}},
-		{name: "a broadcast reader retries after a pause", fail: []error{errors.New("broker gone")}, retry: true, start: 3, want: []int64{3, 4, 5}, readers: []string{"0@3", "0@3"}},
+		{name: "reads in order from its offset", sizes: []int{6}, start: map[int]int64{0: 2}, want: map[int][]int64{0: {2, 3, 4, 5}}, readers: []string{"0@2"}},
+		{
+			name: "one reader reads every partition", sizes: []int{4, 2, 0}, start: map[int]int64{0: 1, 1: 0, 2: 0},
+			want: map[int][]int64{0: {1, 2, 3}, 1: {0, 1}}, readers: []string{"0@1 1@0 2@0"},
+		},
+		{
+			name: "a vanished offset resumes at the first", sizes: []int{6}, low: map[int]int64{0: 4}, start: map[int]int64{0: 1}, outOfRange: FirstOffset,
+			want: map[int][]int64{0: {4, 5}}, readers: []string{"0@1"}, seeks: []string{"0@4"},
+		},
+		{
+			name: "a vanished offset resumes at the end", sizes: []int{6}, low: map[int]int64{0: 4}, start: map[int]int64{0: 1}, outOfRange: LastOffset,
+			readers: []string{"0@1"}, seeks: []string{"0@6"},
+		},
+		{
+			name: "a vanished offset moves only its partition", sizes: []int{6, 3}, low: map[int]int64{0: 4}, start: map[int]int64{0: 1, 1: 1}, outOfRange: FirstOffset,
+			want: map[int][]int64{0: {4, 5}, 1: {1, 2}}, readers: []string{"0@1 1@1"}, seeks: []string{"0@4"},
+		},
+		{name: "a failure ends a group's reader", sizes: []int{6}, start: map[int]int64{0: 0}, fail: []error{errors.New("broker gone")}, readers: []string{"0@0"}},
+		{
+			name: "a broadcast reader retries after a pause", sizes: []int{6}, fail: []error{errors.New("broker gone")}, retry: true, start: map[int]int64{0: 3},
+			want: map[int][]int64{0: {3, 4, 5}}, readers: []string{"0@3", "0@3"},
+		},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				log := newFakeLog("orders", 6)
-				log.low[0], log.fail = c.low, c.fail
+				log := newFakeLog("orders", c.sizes...)
+				maps.Copy(log.low, c.low)
+				log.fail = c.fail
 				out := make(chan Record, 16)
 				r := &partitionReader{
-					kafka: log, topic: "orders", partition: 0, records: out, lag: &lagGauge{},
+					kafka: log, records: out, lag: func(string) *lagGauge { return &lagGauge{} },
 					outOfRange: c.outOfRange, retry: c.retry, logger: zap.NewNop(),
 				}
 				ctx, cancel := context.WithCancel(t.Context())
 				done := make(chan struct{})
-				go func() { defer close(done); r.run(ctx, c.start) }()
+				go func() { defer close(done); r.run(ctx, map[string]map[int]int64{"orders": c.start}) }()
 				time.Sleep(5 * time.Second)
 				cancel()
 				<-done
 				close(out)
-				var got []int64
+				got := map[int][]int64{}
 				for rec := range out {
-					got = append(got, rec.Offset)
+					got[rec.Partition] = append(got[rec.Partition], rec.Offset)
 				}
-				if !reflect.DeepEqual(got, c.want) {
-					t.Errorf("read %v, want %v", got, c.want)
+				if want := c.want; !reflect.DeepEqual(got, want) && (len(got) > 0 || len(want) > 0) {
+					t.Errorf("read %v, want %v", got, want)
 				}
 				if !reflect.DeepEqual(log.readers(), c.readers) {
 					t.Errorf("readers opened %v, want %v", log.readers(), c.readers)
+				}
+				if got := log.seeks(); !slices.Equal(got, c.seeks) {
+					t.Errorf("seeks %v, want %v", got, c.seeks)
 				}
 			})
 		})

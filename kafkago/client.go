@@ -345,21 +345,6 @@ func (k *Client) JoinGroup(groupID string, topics []string) bridge.GroupMember {
 	return newGroupMember(k, groupID, topics, balancers)
 }
 
-// ReadPartition implements Consumers.
-func (k *Client) ReadPartition(topic string, partition int, offset int64) bridge.PartitionReader {
-	t := k.newTransport()
-	return &fetcher{
-		client:    &kafka.Client{Addr: kafka.TCP(k.cfg.Brokers...), Transport: t, Timeout: k.cfg.RequestTimeout},
-		transport: t.Transport,
-		topic:     topic,
-		partition: partition,
-		offset:    offset,
-		minBytes:  int64(k.cfg.FetchMinBytes),
-		maxBytes:  int64(k.cfg.FetchMaxBytes),
-		maxWait:   k.cfg.FetchMaxWait,
-	}
-}
-
 // newBalancer maps a partitioner name to a kafka-go Balancer. Keyed partitioners spread records without a key
 // round-robin, as the original connector did (kafka-node's cyclic partitioner).
 func newBalancer(name string) (kafka.Balancer, error) {

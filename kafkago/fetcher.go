@@ -5,79 +5,367 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/protocol"
+	"github.com/segmentio/kafka-go/protocol/fetch"
 
 	"github.com/wskafka/wskafka/bridge"
 )
 
-// fetcher reads one partition with kafka-go's Fetch API. kafka-go's Reader would do, but it decodes an empty
-// value and a null one alike as nil, and the protocol tells them apart ("p":"" and "p":null); the Fetch API's
-// records keep the difference. Each fetcher has its own transport, so its long polls never queue behind another
-// partition's on a shared connection.
+// fetcher reads many partitions with kafka-go's protocol-level Fetch API: one request per broker covers every
+// partition it leads of those read, as franz-go and Kafka's own consumer ask, where kafka-go's Client.Fetch and
+// Reader take one partition a request. A member reading four partitions of one broker so makes one round trip
+// where it made four, and an idle one long-polls once per broker, not once per partition (issue #13). The
+// protocol's records also keep an empty value apart from a null one ("p":"" and "p":null), which kafka-go's
+// Reader decodes alike as nil.
+//
+// Each fetcher has its own transport, so its long polls never queue behind another's on a shared connection. A
+// new transport is also how it learns where a partition moved: kafka-go's Transport answers metadata from a cache
+// it refreshes every few seconds, and routes a fetch by that cache.
 type fetcher struct {
-	client    *kafka.Client
-	transport *kafka.Transport
+	k         *Client
+	addr      net.Addr
+	transport *transport
+	minBytes  int32
+	maxBytes  int32
+	maxWait   time.Duration // what the broker may wait for minBytes: fetch_max_wait, within the request timeout
+
+	parts map[topicPartition]*fetchPartition
+	// stale says the leaders known may be wrong (a broker refused a partition, or was not reached): the next plan
+	// takes a new transport once no request is out on the old one.
+	stale bool
+	// outOfRange holds the partitions found out of range, reported by the next Fetch.
+	outOfRange map[string]map[int]int64
+
+	// Requests to more than one broker run on goroutines of their own, and may outlive the Fetch that sent them:
+	// ctx ends them at Close, and results carries their answers.
+	ctx      context.Context
+	cancel   context.CancelFunc
+	running  sync.WaitGroup
+	inflight map[int]bool // brokers with a request out on a goroutine
+	results  chan fetchResult
+}
+
+type topicPartition struct {
 	topic     string
 	partition int
-	offset    int64 // of the next record to return
-	minBytes  int64
-	maxBytes  int64
-	maxWait   time.Duration
-	pending   []bridge.Record
-	// highWatermark is the partition's next offset as of the last fetch.
-	highWatermark int64
 }
 
-// fetchBackoffMax caps the pause between failed fetches (a partition moving to another leader, a broker
-// restarting); kafka-go's Reader pauses alike.
+// fetchPartition is where the reading of one partition stands.
+type fetchPartition struct {
+	offset int64 // of the next record to return
+	leader int   // the broker that leads it as last known; -1 unknown
+	asked  bool  // a request for it is out
+	gone   bool  // out of range: not read until Seek
+	// After a failure the partition is not asked for again before retryAt, with a pause that grows as kafka-go's
+	// Reader's does, up to fetchBackoffMax.
+	retryAt time.Time
+	pause   backoff
+}
+
+// fetchBackoffMax caps the pause between failed fetches of a partition (a partition moving to another leader, a
+// broker restarting); kafka-go's Reader pauses alike.
 const fetchBackoffMax = time.Second
 
-// Fetch returns the next record, fetching when none is buffered. Transient failures are retried, with a growing
-// pause, until ctx ends; a vanished offset is reported as ErrOffsetOutOfRange.
-func (f *fetcher) Fetch(ctx context.Context) (bridge.Record, error) {
-	pause := backoff{first: 50 * time.Millisecond, most: fetchBackoffMax}
-	for len(f.pending) == 0 {
-		err := f.fetch(ctx)
-		switch {
-		case err == nil:
-			pause.reset()
-			continue
-		case ctx.Err() != nil:
-			return bridge.Record{}, ctx.Err()
-		case errors.Is(err, bridge.ErrOffsetOutOfRange):
-			return bridge.Record{}, portErr(err)
-		}
-		if !pause.wait(ctx) {
-			return bridge.Record{}, ctx.Err()
-		}
-	}
-	rec := f.pending[0]
-	f.pending = f.pending[1:]
-	return rec, nil
+// fetchRequest is one request to one broker: the partitions it asks for, at their offsets then.
+type fetchRequest struct {
+	broker int
+	asked  []fetchAsk
 }
 
-func (f *fetcher) fetch(ctx context.Context) error {
-	res, err := f.client.Fetch(ctx, &kafka.FetchRequest{
-		Topic: f.topic, Partition: f.partition, Offset: f.offset,
-		MinBytes: f.minBytes, MaxBytes: f.maxBytes, MaxWait: f.maxWait,
-	})
-	if err != nil {
-		return err
+type fetchAsk struct {
+	tp     topicPartition
+	offset int64
+}
+
+type fetchResult struct {
+	req fetchRequest
+	res *fetch.Response
+	err error
+}
+
+// ReadPartitions implements Consumers.
+func (k *Client) ReadPartitions(offsets map[string]map[int]int64) bridge.PartitionsReader {
+	f := &fetcher{
+		k: k, addr: kafka.TCP(k.cfg.Brokers...), transport: k.newTransport(),
+		minBytes: int32(k.cfg.FetchMinBytes), maxBytes: int32(k.cfg.FetchMaxBytes), maxWait: k.cfg.FetchMaxWait,
+		parts:    make(map[topicPartition]*fetchPartition),
+		inflight: make(map[int]bool),
+		results:  make(chan fetchResult),
 	}
-	if res.Error != nil {
-		if errors.Is(res.Error, kafka.OffsetOutOfRange) {
-			return fmt.Errorf("%w: %s/%d at %d: %w", bridge.ErrOffsetOutOfRange, f.topic, f.partition, f.offset, res.Error)
+	// A broker keeps a request up to maxWait: kafka-go leaves it half the request timeout, for the way there
+	// and back.
+	if half := k.cfg.RequestTimeout / 2; half > 0 && half < f.maxWait {
+		f.maxWait = half
+	}
+	f.ctx, f.cancel = context.WithCancel(context.Background())
+	for topic, parts := range offsets {
+		for p, offset := range parts {
+			f.parts[topicPartition{topic, p}] = &fetchPartition{
+				offset: offset, leader: -1, pause: backoff{first: 50 * time.Millisecond, most: fetchBackoffMax},
+			}
 		}
-		return res.Error
 	}
-	f.highWatermark = res.HighWatermark
-	batches := []protocol.RecordReader{res.Records}
-	if stream, ok := res.Records.(*protocol.RecordStream); ok {
+	return f
+}
+
+// Fetch implements PartitionsReader.
+func (f *fetcher) Fetch(ctx context.Context) ([]bridge.Record, error) {
+	for {
+		if len(f.outOfRange) > 0 {
+			err := &bridge.OffsetsOutOfRangeError{Offsets: f.outOfRange}
+			f.outOfRange = nil
+			return nil, err
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		reqs, due := f.plan(ctx)
+		var r fetchResult
+		if len(reqs) == 1 && len(f.inflight) == 0 {
+			// One broker, the usual case: the answer comes straight from kafka-go's connection to this goroutine,
+			// with no goroutine of ours between them.
+			r = f.roundTrip(ctx, reqs[0])
+		} else {
+			for _, req := range reqs {
+				f.send(req)
+			}
+			var err error
+			if r, err = f.await(ctx, due); err != nil {
+				return nil, err
+			}
+			if r.res == nil && r.err == nil {
+				continue // a partition's pause is over: plan again
+			}
+		}
+		if records := f.take(ctx, r); len(records) > 0 {
+			return records, nil
+		}
+	}
+}
+
+// await waits for the answer of a request out, or until due (a zero result), or ctx ends.
+func (f *fetcher) await(ctx context.Context, due time.Time) (fetchResult, error) {
+	var wait <-chan time.Time
+	if !due.IsZero() {
+		t := time.NewTimer(time.Until(due))
+		defer t.Stop()
+		wait = t.C
+	}
+	select {
+	case r := <-f.results:
+		delete(f.inflight, r.req.broker)
+		return r, nil
+	case <-wait:
+		return fetchResult{}, nil
+	case <-ctx.Done():
+		return fetchResult{}, ctx.Err()
+	}
+}
+
+// plan groups the partitions to ask for now by leader, one request per broker. due is when a partition waiting
+// out a failure may be asked for again (zero when none is waiting).
+func (f *fetcher) plan(ctx context.Context) (reqs []fetchRequest, due time.Time) {
+	if f.stale && len(f.inflight) == 0 {
+		f.transport.CloseIdleConnections()
+		f.transport = f.k.newTransport()
+		f.stale = false
+		for _, fp := range f.parts {
+			fp.leader = -1
+		}
+	}
+	now := time.Now()
+	ready := func(fp *fetchPartition) bool {
+		if fp.asked || fp.gone {
+			return false
+		}
+		if now.Before(fp.retryAt) {
+			if due.IsZero() || fp.retryAt.Before(due) {
+				due = fp.retryAt
+			}
+			return false
+		}
+		return true
+	}
+	var unknown []string
+	for tp, fp := range f.parts {
+		if ready(fp) && fp.leader < 0 && !slices.Contains(unknown, tp.topic) {
+			unknown = append(unknown, tp.topic)
+		}
+	}
+	if len(unknown) > 0 && !f.stale {
+		f.leaders(ctx, unknown)
+	}
+	byBroker := make(map[int]int)
+	for tp, fp := range f.parts {
+		if !ready(fp) || fp.leader < 0 {
+			continue
+		}
+		i, ok := byBroker[fp.leader]
+		if !ok {
+			if f.inflight[fp.leader] {
+				continue // asked on the broker's next request, once its answer is in
+			}
+			i = len(reqs)
+			byBroker[fp.leader] = i
+			reqs = append(reqs, fetchRequest{broker: fp.leader})
+		}
+		reqs[i].asked = append(reqs[i].asked, fetchAsk{tp: tp, offset: fp.offset})
+	}
+	return reqs, due
+}
+
+// leaders learns who leads the partitions of topics, from the transport's metadata; a partition without a leader
+// waits out a pause, then asks a new transport.
+func (f *fetcher) leaders(ctx context.Context, topics []string) {
+	client := &kafka.Client{Addr: f.addr, Transport: f.transport, Timeout: f.k.cfg.RequestTimeout}
+	res, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
+	led := make(map[topicPartition]int)
+	if err == nil {
+		for _, t := range res.Topics {
+			for _, p := range t.Partitions {
+				if t.Error == nil && p.Leader.Host != "" {
+					led[topicPartition{t.Name, p.ID}] = p.Leader.ID
+				}
+			}
+		}
+	}
+	for tp, fp := range f.parts {
+		if fp.leader >= 0 || !slices.Contains(topics, tp.topic) || fp.asked || fp.gone {
+			continue
+		}
+		if id, ok := led[tp]; ok {
+			fp.leader = id
+		} else if ctx.Err() == nil {
+			f.failed(fp)
+		}
+	}
+}
+
+// failed makes a partition wait before it is asked for again, and the next plan start from fresh metadata.
+func (f *fetcher) failed(fp *fetchPartition) {
+	fp.retryAt = time.Now().Add(fp.pause.step())
+	f.stale = true
+}
+
+// send starts req on a goroutine of its own; its answer arrives on results.
+func (f *fetcher) send(req fetchRequest) {
+	f.inflight[req.broker] = true
+	for _, a := range req.asked {
+		f.parts[a.tp].asked = true
+	}
+	f.running.Go(func() {
+		r := f.roundTrip(f.ctx, req)
+		select {
+		case f.results <- r:
+		case <-f.ctx.Done():
+		}
+	})
+}
+
+// roundTrip asks one broker for the partitions of req. It touches nothing of f but its settings and transport, so
+// that send's goroutines may run it.
+func (f *fetcher) roundTrip(ctx context.Context, req fetchRequest) fetchResult {
+	msg := &fetch.Request{
+		ReplicaID: -1, MaxWaitTime: int32(f.maxWait / time.Millisecond), MinBytes: f.minBytes, MaxBytes: f.maxBytes,
+		// No fetch session (KIP-227): every request names its partitions in full.
+		SessionID: -1, SessionEpoch: -1,
+	}
+	for _, a := range req.asked {
+		i := slices.IndexFunc(msg.Topics, func(t fetch.RequestTopic) bool { return t.Topic == a.tp.topic })
+		if i < 0 {
+			i = len(msg.Topics)
+			msg.Topics = append(msg.Topics, fetch.RequestTopic{Topic: a.tp.topic})
+		}
+		msg.Topics[i].Partitions = append(msg.Topics[i].Partitions, fetch.RequestPartition{
+			Partition: int32(a.tp.partition), CurrentLeaderEpoch: -1, FetchOffset: a.offset, LogStartOffset: -1,
+			PartitionMaxBytes: f.maxBytes,
+		})
+	}
+	if timeout := f.k.cfg.RequestTimeout; timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	m, err := f.transport.RoundTrip(ctx, f.addr, msg)
+	r := fetchResult{req: req, err: err}
+	if err == nil {
+		r.res = m.(*fetch.Response)
+		if r.res.ErrorCode != 0 {
+			r.err = kafka.Error(r.res.ErrorCode)
+		}
+	}
+	return r
+}
+
+// take applies one broker's answer: the records of each partition still at the offset asked for (a Seek since
+// moves it elsewhere), out-of-range partitions set aside for the next Fetch to report, and a pause for
+// partitions the broker refused or could not be asked about.
+func (f *fetcher) take(ctx context.Context, r fetchResult) []bridge.Record {
+	asked := make(map[topicPartition]int64, len(r.req.asked))
+	for _, a := range r.req.asked {
+		asked[a.tp] = a.offset
+		f.parts[a.tp].asked = false
+	}
+	if r.err != nil {
+		if ctx.Err() == nil && f.ctx.Err() == nil {
+			for tp := range asked {
+				f.failed(f.parts[tp])
+			}
+		}
+		return nil
+	}
+	var records []bridge.Record
+	for _, t := range r.res.Topics {
+		for _, p := range t.Partitions {
+			tp := topicPartition{t.Topic, int(p.Partition)}
+			fp, ok := f.parts[tp]
+			if offset, wasAsked := asked[tp]; !ok || !wasAsked || fp.offset != offset || fp.gone {
+				continue
+			}
+			switch code := kafka.Error(p.ErrorCode); {
+			case p.ErrorCode == 0:
+				var err error
+				if records, err = f.records(records, tp, fp, p); err != nil {
+					f.failed(fp)
+					continue
+				}
+				fp.pause.reset()
+			case errors.Is(code, kafka.OffsetOutOfRange):
+				fp.gone = true
+				if f.outOfRange == nil {
+					f.outOfRange = make(map[string]map[int]int64)
+				}
+				if f.outOfRange[tp.topic] == nil {
+					f.outOfRange[tp.topic] = make(map[int]int64)
+				}
+				f.outOfRange[tp.topic][tp.partition] = fp.offset
+			default:
+				// Not the leader any more, or not yet (NOT_LEADER_OR_FOLLOWER, FENCED_LEADER_EPOCH, a topic just
+				// created or deleted): ask again, where fresh metadata says.
+				f.failed(fp)
+			}
+		}
+	}
+	return records
+}
+
+// records appends the records of one partition's answer, from the partition's offset on, and moves the offset
+// past them.
+func (f *fetcher) records(out []bridge.Record, tp topicPartition, fp *fetchPartition, p fetch.ResponsePartition) ([]bridge.Record, error) {
+	if p.RecordSet.Records == nil {
+		return out, nil
+	}
+	batches := []protocol.RecordReader{p.RecordSet.Records}
+	if stream, ok := p.RecordSet.Records.(*protocol.RecordStream); ok {
 		batches = stream.Records
 	}
+	offset := fp.offset
 	for _, batch := range batches {
 		// Transaction markers are not records a client published.
 		_, control := batch.(*protocol.ControlBatch)
@@ -87,28 +375,29 @@ func (f *fetcher) fetch(ctx context.Context) error {
 				break
 			}
 			if err != nil {
-				return err
+				return out, fmt.Errorf("reading %s/%d at %d: %w", tp.topic, tp.partition, offset, err)
 			}
-			rec, err := f.record(r)
+			rec, err := record(tp, r, p.HighWatermark)
 			if err != nil {
-				return err
+				return out, err
 			}
 			// A compressed batch starts where it starts, possibly before the offset asked for.
-			if r.Offset < f.offset {
+			if r.Offset < offset {
 				continue
 			}
-			f.offset = r.Offset + 1
 			if !control {
-				f.pending = append(f.pending, rec)
+				out = append(out, rec)
 			}
+			offset = r.Offset + 1
+			fp.offset = offset
 		}
 	}
-	return nil
+	return out, nil
 }
 
 // record copies a fetched record, keeping a null key or value nil and an empty one non-nil.
-func (f *fetcher) record(r *kafka.Record) (bridge.Record, error) {
-	rec := bridge.Record{Topic: f.topic, Partition: f.partition, Offset: r.Offset, Time: r.Time, HighWatermark: f.highWatermark}
+func record(tp topicPartition, r *kafka.Record, highWatermark int64) (bridge.Record, error) {
+	rec := bridge.Record{Topic: tp.topic, Partition: tp.partition, Offset: r.Offset, Time: r.Time, HighWatermark: highWatermark}
 	var err error
 	if rec.Key, err = readBytes(r.Key); err != nil {
 		return rec, err
@@ -132,6 +421,20 @@ func readBytes(b protocol.Bytes) ([]byte, error) {
 	return out, err
 }
 
+// Seek implements PartitionsReader.
+func (f *fetcher) Seek(topic string, partition int, offset int64) {
+	if fp, ok := f.parts[topicPartition{topic, partition}]; ok {
+		fp.offset, fp.gone, fp.retryAt = offset, false, time.Time{}
+		fp.pause.reset()
+	}
+}
+
+// Close implements PartitionsReader.
 func (f *fetcher) Close() {
+	f.cancel()
+	f.running.Wait()
 	f.transport.CloseIdleConnections()
 }
+
+// Interface guards
+var _ bridge.PartitionsReader = (*fetcher)(nil)

@@ -36,7 +36,7 @@ type latencyResult struct {
 // consume measures the latency of one subscriber, for each rate: with mq_interval 0 next to a raw franz-go
 // consumer reading the same rate (the floor the bridge adds to), then with the defaults.
 func (b *bench) consume(ctx context.Context) error {
-	caddy, err := b.startCaddy(ctx, false)
+	caddy, err := b.startCaddy(ctx, b.cfg.consumeProfile != "")
 	if err != nil {
 		return err
 	}
@@ -45,9 +45,14 @@ func (b *bench) consume(ctx context.Context) error {
 	for _, run := range runs {
 		for _, rate := range b.cfg.rates {
 			topic := b.topic(fmt.Sprintf("consume-%s-%d", run.route[1:], rate))
+			profile := ""
+			if run.route == "/ws0" && rate == slices.Max(b.cfg.rates) {
+				profile = b.cfg.consumeProfile
+			}
 			res, err := b.latencyRun(ctx, caddy, latencySetup{
 				topic: topic, route: run.route, rate: rate, duration: b.cfg.duration, subscribers: 1,
-				group: func(int) string { return topic }, // a fresh group: it starts at the end of the topic
+				group:   func(int) string { return topic }, // a fresh group: it starts at the end of the topic
+				profile: profile,
 			})
 			if err != nil {
 				return fmt.Errorf("%s at %d msg/s: %w", run.label, rate, err)
@@ -73,8 +78,13 @@ func (b *bench) consume(ctx context.Context) error {
 const rawLabel = "raw franz-go consumer, no bridge"
 
 func (b *bench) printLatency(r *latencyResult) {
-	fmt.Printf("%s, %d msg/s for %v: %d/%d delivered, p50 %v, p99 %v, max %v\n", r.label, r.rate, b.cfg.duration,
-		r.delivered, r.sent, r.p50, r.p99, r.max)
+	cpu := ""
+	if r.cpu > 0 && r.delivered > 0 {
+		// What a delivery costs Caddy, to compare builds by; the raw consumer has no Caddy.
+		cpu = fmt.Sprintf(", Caddy CPU %v (%v per message)", r.cpu.Round(time.Millisecond), r.cpu/time.Duration(r.delivered))
+	}
+	fmt.Printf("%s, %d msg/s for %v: %d/%d delivered, p50 %v, p99 %v, max %v%s\n", r.label, r.rate, b.cfg.duration,
+		r.delivered, r.sent, r.p50, r.p99, r.max, cpu)
 }
 
 // rawLatencyRun produces rate msg/s for the scenario's duration, as latencyRun does, to a raw consumer instead of

@@ -35,8 +35,11 @@ type config struct {
 	profileSec int
 	// fanoutProfile is where a CPU profile of Caddy during the broadcast fan-out goes ("": none).
 	fanoutProfile string
-	partitions    int
-	logDir        string
+	// consumeProfile is where a CPU profile of Caddy during the consume run with mq_interval 0 at the highest rate
+	// goes ("": none).
+	consumeProfile string
+	partitions     int
+	logDir         string
 
 	// produce
 	conns    int
@@ -119,6 +122,7 @@ func main() {
 	flag.StringVar(&cfg.profile, "profile", "", "write a CPU profile of Caddy during an extra produce round here (enables Caddy's admin API on loopback)")
 	flag.IntVar(&cfg.profileSec, "profile-seconds", 10, "length of the CPU profile")
 	flag.StringVar(&cfg.fanoutProfile, "fanout-profile", "", "write a CPU profile of Caddy while the broadcast fan-out's producer runs here (enables Caddy's admin API on loopback)")
+	flag.StringVar(&cfg.consumeProfile, "consume-profile", "", "write a CPU profile of Caddy while the consume scenario's producer runs at the highest rate with mq_interval 0 here (enables Caddy's admin API on loopback)")
 	flag.IntVar(&cfg.partitions, "partitions", 4, "partitions of every topic the tool creates")
 	flag.StringVar(&cfg.logDir, "logs", "", "keep Caddy's Caddyfiles and logs here (default: a temp dir, removed)")
 

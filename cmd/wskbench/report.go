@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 )
@@ -148,6 +149,9 @@ func (b *bench) report() string {
 	}
 	if b.cfg.fanoutProfile != "" && len(b.fanoutResult) > 0 && b.fanoutResult[0].mode == "broadcast" {
 		fmt.Fprintf(&w, "\nCPU profile of Caddy during the broadcast fan-out, while the producer ran: `%s`.\n", b.cfg.fanoutProfile)
+	}
+	if b.cfg.consumeProfile != "" && len(b.consumeResult) > 0 {
+		fmt.Fprintf(&w, "\nCPU profile of Caddy during the consume run with mq_interval 0 at %d msg/s, while the producer ran: `%s`.\n", slices.Max(b.cfg.rates), b.cfg.consumeProfile)
 	}
 	if b.cfg.plot != "" && len(b.consumeResult)+len(b.fanoutResult) > 0 {
 		fmt.Fprintf(&w, "\nLatency histograms: `%s`.\n", b.cfg.plot)
