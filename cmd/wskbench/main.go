@@ -85,11 +85,12 @@ type config struct {
 	stormGroupSubs int
 
 	// scale
-	scaleSockets   []int
-	scalePerCaddy  int
-	scalePerWorker int
-	scaleRate      int
-	scaleDuration  time.Duration
+	scaleSockets    []int
+	scalePerCaddy   int
+	scalePerWorker  int
+	scaleRate       int
+	scaleDuration   time.Duration
+	scaleIdleWindow time.Duration
 	// scaleProfile is the prefix of CPU profiles of the first Caddy while idle and while delivering ("": none).
 	scaleProfile string
 	// peerProfile is where a CPU profile of wskafka's first peer run goes ("": none).
@@ -162,6 +163,7 @@ func main() {
 	flag.IntVar(&cfg.scalePerWorker, "scale-per-worker", 9500, "scale: most sockets in one tool worker process")
 	flag.IntVar(&cfg.scaleRate, "scale-r", 1, "scale: producer rate in msg/s (each socket receives every record)")
 	flag.DurationVar(&cfg.scaleDuration, "scale-d", 30*time.Second, "scale: how long the producer runs")
+	flag.DurationVar(&cfg.scaleIdleWindow, "scale-idle-window", 30*time.Second, "scale: how long idle CPU is measured, once subscribed: one ping_interval (30s) holds one keepalive ping to every socket")
 	flag.StringVar(&curveSubs, "curve-subs", "100,1000,10000", "curves: subscriber counts of the sweep against subscribers")
 	flag.IntVar(&cfg.curveRate, "curve-r", 10, "curves: the record rate of the sweep against subscribers")
 	flag.StringVar(&curveRates, "curve-rates", "10,30,100,300", "curves: record rates of the sweep against the rate")

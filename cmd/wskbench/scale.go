@@ -76,7 +76,7 @@ func (b *bench) scaleRun(ctx context.Context, total int) (*scaleResult, error) {
 	if perCaddy <= 0 || perWorker <= 0 {
 		return nil, fmt.Errorf("file limit %d leaves no room for sockets", fileLimit())
 	}
-	res := &scaleResult{sockets: total, caddies: (total + perCaddy - 1) / perCaddy, rate: b.cfg.scaleRate, idleWindow: b.cfg.idleWindow, load: loadAverage()}
+	res := &scaleResult{sockets: total, caddies: (total + perCaddy - 1) / perCaddy, rate: b.cfg.scaleRate, idleWindow: b.cfg.scaleIdleWindow, load: loadAverage()}
 	topic := b.topic(fmt.Sprintf("scale-%d", total))
 	if err := b.kafka.createTopic(ctx, topic); err != nil {
 		return nil, err
