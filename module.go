@@ -630,7 +630,15 @@ type hijacker struct {
 	rc *http.ResponseController
 }
 
-func (h hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) { return h.rc.Hijack() }
+// Hijack hands over the connection read in chunks (chunkedConn); gorilla rejects a hijacked reader that already
+// holds bytes, so the buffered reader's contents need no carrying over.
+func (h hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := h.rc.Hijack()
+	if err != nil {
+		return conn, brw, err
+	}
+	return newChunkedConn(conn), brw, nil
+}
 
 // Cleanup closes every connection and then releases the pooled Kafka clients. On exit it closes them at once (1001
 // going away) and returns when they have closed; after a reload it spreads their closing (1012 service restart)
