@@ -240,3 +240,52 @@ func TestPublisherRefusesOversizedRecords(t *testing.T) {
 		t.Fatalf("got %v for a record that fits, want nil", err)
 	}
 }
+
+// After a flush of more records than a Publisher keeps the slices of, a quiet publisher holds no batch, and the
+// next publish finds room for as many records as that flush took, from largeBatches or made at once, rather than
+// growing a batch record by record.
+func TestPublisherBatchRoom(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		flushed   int
+		drainPool bool // the collector emptied largeBatches meanwhile
+		wantRoom  int
+	}{
+		{"a large flush, its batch pooled", 3 * keptBatchRecords, false, 3 * keptBatchRecords},
+		{"a large flush, the pool emptied", 3 * keptBatchRecords, true, 3 * keptBatchRecords},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				prod := &recordingProducer{}
+				pub, _ := newTestPublisher(prod, tt.flushed, time.Hour)
+				values := make([]string, tt.flushed)
+				for i := range values {
+					values[i] = fmt.Sprint(i)
+				}
+				add(t, pub, values...)
+				synctest.Wait()
+				if got := prod.got(); len(got) != 1 || len(got[0]) != tt.flushed {
+					t.Fatalf("got %d batches, want one of %d records", len(got), tt.flushed)
+				}
+				pub.mu.Lock()
+				held := cap(pub.buf.records)
+				pub.mu.Unlock()
+				if held != 0 {
+					t.Fatalf("got room for %d records held by a quiet publisher, want none", held)
+				}
+				if tt.drainPool {
+					for largeBatches.Get() != nil {
+					}
+				}
+				add(t, pub, "next")
+				pub.mu.Lock()
+				room := cap(pub.buf.records)
+				pub.mu.Unlock()
+				if room < tt.wantRoom {
+					t.Errorf("got room for %d records after the next publish, want at least %d", room, tt.wantRoom)
+				}
+				pub.Close(time.Second)
+			})
+		})
+	}
+}
