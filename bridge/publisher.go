@@ -161,6 +161,7 @@ func (p *Publisher) flushLoop() {
 		taken := p.buf
 		p.buf, p.spare = p.spare, batch{}
 		p.lastLen = taken.len()
+		publishResults["accepted"].Add(float64(taken.len()))
 		p.bufBytes = 0
 		p.writing = taken.len()
 		p.due = false

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
 )
 
 // recordingProducer records the batches it is given; when gate is set, each Produce waits for a value from it,
@@ -288,4 +290,28 @@ func TestPublisherBatchRoom(t *testing.T) {
 			})
 		})
 	}
+}
+
+// publishes_total{result="accepted"} counts what each flush takes, all of it, and nothing still buffered.
+func TestPublisherCountsAccepted(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		accepted := func() float64 {
+			var m dto.Metric
+			if err := publishResults["accepted"].Write(&m); err != nil {
+				t.Fatal(err)
+			}
+			return m.GetCounter().GetValue()
+		}
+		before := accepted()
+		pub, _ := newTestPublisher(&recordingProducer{}, 3, time.Hour)
+		add(t, pub, "a", "b", "c", "d")
+		synctest.Wait()
+		if got := accepted() - before; got != 3 {
+			t.Errorf("got %v accepted after a flush of 3 with 1 buffered, want 3", got)
+		}
+		pub.Close(time.Second)
+		if got := accepted() - before; got != 4 {
+			t.Errorf("got %v accepted after the close flushed the last, want 4", got)
+		}
+	})
 }
