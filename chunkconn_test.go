@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"testing"
 	"time"
@@ -135,5 +136,63 @@ func TestChunkedConnOnlyTCP(t *testing.T) {
 	defer func() { _ = a.Close(); _ = b.Close() }()
 	if got := newChunkedConn(a); got != a {
 		t.Errorf("got %T, want the connection unwrapped", got)
+	}
+}
+
+// The upgrade hands gorilla a chunked connection behind a small reader, unless net/http's reader already holds
+// bytes the client sent after its request: those are kept, for gorilla to refuse the upgrade.
+func TestHijackerReader(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		after    string // bytes the client sends right behind its request
+		wantSize int
+	}{
+		{"nothing sent early", "", frameReadBuffer},
+		{"data sent before the handshake completed", "early", 4096},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			type hijacked struct {
+				conn     net.Conn
+				size     int
+				buffered string
+			}
+			got := make(chan hijacked, 1)
+			srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				conn, brw, err := hijacker{w, http.NewResponseController(w)}.Hijack()
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				defer func() { _ = conn.Close() }()
+				early, _ := brw.Reader.Peek(brw.Reader.Buffered())
+				got <- hijacked{conn, brw.Reader.Size(), string(early)}
+			})}
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			go func() { _ = srv.Serve(ln) }()
+			t.Cleanup(func() { _ = srv.Close() })
+			client, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = client.Close() }()
+			if _, err := client.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n" + tt.after)); err != nil {
+				t.Fatal(err)
+			}
+			var h hijacked
+			select {
+			case h = <-got:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the handler never ran")
+			}
+			if _, ok := h.conn.(*chunkedConn); !ok {
+				t.Errorf("got a %T, want a *chunkedConn", h.conn)
+			}
+			if h.size != tt.wantSize || h.buffered != tt.after {
+				t.Errorf("got a reader of %d bytes holding %q, want %d holding %q", h.size, h.buffered, tt.wantSize, tt.after)
+			}
+		})
 	}
 }
