@@ -17,10 +17,10 @@ import (
 	"github.com/wskafka/wskafka/bridge"
 )
 
-// producer writes records with kafka-go's Produce API, one request per partition. kafka-go's Writer would do the
-// batching the Publisher already does, and looks up the topic's partitions for every message it is given (a
-// tenth of the bridge's CPU when publishing small messages); here the look-up happens once per topic per flush,
-// and the offsets of the written records come straight from the response.
+// producer writes records with kafka-go's RawProduce API (its Produce API when compressing), one request per
+// partition. kafka-go's Writer would do the batching the Publisher already does, and looks up the topic's
+// partitions for every message it is given (a tenth of the bridge's CPU when publishing small messages); here the
+// look-up happens once per topic per flush, and the offsets of the written records come straight from the response.
 type producer struct {
 	client      *kafka.Client
 	transport   kafka.RoundTripper
