@@ -630,7 +630,25 @@ type hijacker struct {
 	rc *http.ResponseController
 }
 
-func (h hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) { return h.rc.Hijack() }
+// Hijack hands over the connection read in chunks (chunkedConn), with a frameReadBuffer-byte reader in place of
+// net/http's 4 KiB one: gorilla keeps the reader it is given for as long as the socket is open, and through a
+// chunkedConn a fill costs a copy rather than a system call. A reader already holding bytes is kept, for gorilla
+// to refuse the upgrade (the client sent data before the handshake completed).
+func (h hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := h.rc.Hijack()
+	if err != nil {
+		return conn, brw, err
+	}
+	chunked := newChunkedConn(conn)
+	if chunked != conn && brw.Reader.Buffered() == 0 {
+		brw.Reader = bufio.NewReaderSize(chunked, frameReadBuffer)
+	}
+	return chunked, brw, nil
+}
+
+// frameReadBuffer is the size of each socket's frame reader: more than gorilla's 256-byte floor for reusing it,
+// room for any frame header and control frame (at most 14 and 125 bytes, RFC 6455 §5.2, §5.5).
+const frameReadBuffer = 1024
 
 // Cleanup closes every connection and then releases the pooled Kafka clients. On exit it closes them at once (1001
 // going away) and returns when they have closed; after a reload it spreads their closing (1012 service restart)

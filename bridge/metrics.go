@@ -38,7 +38,7 @@ var metrics = struct {
 	bytesIn:   counter("received_bytes_total", "Bytes of frames read from clients."),
 	bytesOut:  counter("sent_bytes_total", "Bytes of frames written to clients."),
 	publishes: counterVec("publishes_total",
-		"Publishes, by result: accepted (buffered), acknowledged (written to Kafka), failed, rate_limited, forbidden.", "result"),
+		"Publishes, by result: accepted (buffered; counted when its flush starts), acknowledged (written to Kafka), failed, rate_limited, forbidden.", "result"),
 	flushRecords: prometheus.NewHistogram(prometheus.HistogramOpts{
 		Namespace: "caddy", Subsystem: "wskafka", Name: "flush_records",
 		Help: "Records per flush of a connection's publish buffer.", Buckets: prometheus.ExponentialBuckets(1, 4, 9),

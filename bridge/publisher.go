@@ -59,6 +59,7 @@ type Publisher struct {
 	mu       sync.Mutex
 	buf      batch
 	spare    batch // the previous batch's slices, once written, for the next: a flush allocates nothing
+	lastLen  int   // records in the last flush: the room a batch made anew starts with
 	bufBytes int64
 	due      bool          // the buffer should be flushed as soon as possible
 	hurry    bool          // the session is closing: every publish is flushed at once
@@ -97,6 +98,9 @@ func (p *Publisher) Add(ctx context.Context, rec Record, req requestRef, receipt
 		p.mu.Lock()
 	}
 	defer p.mu.Unlock()
+	if cap(p.buf.records) == 0 {
+		p.buf = p.newBatch()
+	}
 	p.buf.records = append(p.buf.records, rec)
 	p.buf.pending = append(p.buf.pending, pending{req: req, receipt: receipt})
 	p.bufBytes += int64(size)
@@ -156,11 +160,8 @@ func (p *Publisher) flushLoop() {
 		}
 		taken := p.buf
 		p.buf, p.spare = p.spare, batch{}
-		if cap(p.buf.records) == 0 {
-			if large, ok := largeBatches.Get().(*batch); ok {
-				p.buf = *large
-			}
-		}
+		p.lastLen = taken.len()
+		publishResults["accepted"].Add(float64(taken.len()))
 		p.bufBytes = 0
 		p.writing = taken.len()
 		p.due = false
@@ -185,6 +186,20 @@ func (p *Publisher) flushLoop() {
 		p.spare = taken
 		p.mu.Unlock()
 	}
+}
+
+// newBatch returns an empty batch for a buffer that has none: a large one from largeBatches, or else one with
+// room for as many records as the last flush took when that was more than a Publisher keeps. Growing it by
+// appending would copy its records over and over while the reader waits. It is made when a publish comes, not
+// when a flush ends, so that a socket gone quiet after a burst holds no large batch.
+func (p *Publisher) newBatch() batch {
+	if large, ok := largeBatches.Get().(*batch); ok {
+		return *large
+	}
+	if p.lastLen > keptBatchRecords {
+		return batch{records: make([]Record, 0, p.lastLen), pending: make([]pending, 0, p.lastLen)}
+	}
+	return batch{}
 }
 
 func (p *Publisher) write(b *batch) {

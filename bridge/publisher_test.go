@@ -10,6 +10,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
 )
 
 // recordingProducer records the batches it is given; when gate is set, each Produce waits for a value from it,
@@ -239,4 +241,77 @@ func TestPublisherRefusesOversizedRecords(t *testing.T) {
 	if err := pub.Add(t.Context(), Record{Topic: "t", Value: make([]byte, 900)}, requestRef{}, false); err != nil {
 		t.Fatalf("got %v for a record that fits, want nil", err)
 	}
+}
+
+// After a flush of more records than a Publisher keeps the slices of, a quiet publisher holds no batch, and the
+// next publish finds room for as many records as that flush took, from largeBatches or made at once, rather than
+// growing a batch record by record.
+func TestPublisherBatchRoom(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		flushed   int
+		drainPool bool // the collector emptied largeBatches meanwhile
+		wantRoom  int
+	}{
+		{"a large flush, its batch pooled", 3 * keptBatchRecords, false, 3 * keptBatchRecords},
+		{"a large flush, the pool emptied", 3 * keptBatchRecords, true, 3 * keptBatchRecords},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				prod := &recordingProducer{}
+				pub, _ := newTestPublisher(prod, tt.flushed, time.Hour)
+				values := make([]string, tt.flushed)
+				for i := range values {
+					values[i] = fmt.Sprint(i)
+				}
+				add(t, pub, values...)
+				synctest.Wait()
+				if got := prod.got(); len(got) != 1 || len(got[0]) != tt.flushed {
+					t.Fatalf("got %d batches, want one of %d records", len(got), tt.flushed)
+				}
+				pub.mu.Lock()
+				held := cap(pub.buf.records)
+				pub.mu.Unlock()
+				if held != 0 {
+					t.Fatalf("got room for %d records held by a quiet publisher, want none", held)
+				}
+				if tt.drainPool {
+					for largeBatches.Get() != nil {
+					}
+				}
+				add(t, pub, "next")
+				pub.mu.Lock()
+				room := cap(pub.buf.records)
+				pub.mu.Unlock()
+				if room < tt.wantRoom {
+					t.Errorf("got room for %d records after the next publish, want at least %d", room, tt.wantRoom)
+				}
+				pub.Close(time.Second)
+			})
+		})
+	}
+}
+
+// publishes_total{result="accepted"} counts what each flush takes, all of it, and nothing still buffered.
+func TestPublisherCountsAccepted(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		accepted := func() float64 {
+			var m dto.Metric
+			if err := publishResults["accepted"].Write(&m); err != nil {
+				t.Fatal(err)
+			}
+			return m.GetCounter().GetValue()
+		}
+		before := accepted()
+		pub, _ := newTestPublisher(&recordingProducer{}, 3, time.Hour)
+		add(t, pub, "a", "b", "c", "d")
+		synctest.Wait()
+		if got := accepted() - before; got != 3 {
+			t.Errorf("got %v accepted after a flush of 3 with 1 buffered, want 3", got)
+		}
+		pub.Close(time.Second)
+		if got := accepted() - before; got != 4 {
+			t.Errorf("got %v accepted after the close flushed the last, want 4", got)
+		}
+	})
 }

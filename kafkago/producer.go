@@ -11,15 +11,16 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/protocol"
 	metadataAPI "github.com/segmentio/kafka-go/protocol/metadata"
 
 	"github.com/wskafka/wskafka/bridge"
 )
 
-// producer writes records with kafka-go's Produce API, one request per partition. kafka-go's Writer would do the
-// batching the Publisher already does, and looks up the topic's partitions for every message it is given (a
-// tenth of the bridge's CPU when publishing small messages); here the look-up happens once per topic per flush,
-// and the offsets of the written records come straight from the response.
+// producer writes records with kafka-go's RawProduce API (its Produce API when compressing), one request per
+// partition. kafka-go's Writer would do the batching the Publisher already does, and looks up the topic's
+// partitions for every message it is given (a tenth of the bridge's CPU when publishing small messages); here the
+// look-up happens once per topic per flush, and the offsets of the written records come straight from the response.
 type producer struct {
 	client      *kafka.Client
 	transport   kafka.RoundTripper
@@ -120,31 +121,16 @@ func (p *producer) chunks(records []bridge.Record, indexes []int) [][]int {
 // send writes one request's records, retrying what Kafka calls retriable (a leader moving, a broker
 // restarting) up to maxAttempts, and stores each record's outcome.
 func (p *producer) send(ctx context.Context, topic string, partition int, records []bridge.Record, indexes []int, results []error) {
-	batch := make([]kafka.Record, len(indexes))
-	// The readers of the keys and values, made in one piece: one each (kafka.NewBytes) was an allocation per
-	// record, and two for a keyed one.
-	readers := make([]recordBytes, 2*len(indexes))
-	fill := func() {
-		for j, i := range indexes {
-			r := &records[i]
-			batch[j].Key, batch[j].Value = readers[2*j].of(r.Key), readers[2*j+1].of(r.Value)
-		}
+	var produce func(context.Context) (*kafka.ProduceResponse, error)
+	if p.compression == 0 {
+		produce = p.uncompressed(topic, partition, records, indexes)
+	} else {
+		produce = p.compressed(topic, partition, records, indexes)
 	}
-	for j, i := range indexes {
-		r := &records[i]
-		batch[j].Time = r.Time
-		for _, h := range r.Headers {
-			batch[j].Headers = append(batch[j].Headers, kafka.Header{Key: h.Key, Value: h.Value})
-		}
-	}
-	fill()
 	pause := backoff{first: 100 * time.Millisecond, most: time.Second}
 	for attempt := 1; ; attempt++ {
 		actx, cancel := context.WithTimeout(ctx, p.ackTimeout)
-		res, err := p.client.Produce(actx, &kafka.ProduceRequest{
-			Topic: topic, Partition: partition, RequiredAcks: p.acks, Compression: p.compression,
-			Records: kafka.NewRecordReader(batch...),
-		})
+		res, err := produce(actx)
 		cancel()
 		if err == nil && res != nil && res.Error != nil {
 			err = res.Error
@@ -170,8 +156,45 @@ func (p *producer) send(ctx context.Context, topic string, partition int, record
 			}
 			return
 		}
-		fill()          // the request consumed the readers
 		pause.wait(ctx) // the next attempt ends at once if ctx has ended
+	}
+}
+
+// uncompressed returns what sends the records at indexes as a RawProduce request, encoded once, here, and sent as
+// they are by every attempt.
+func (p *producer) uncompressed(topic string, partition int, records []bridge.Record, indexes []int) func(context.Context) (*kafka.ProduceResponse, error) {
+	set := appendRecordSet(nil, records, indexes)
+	return func(ctx context.Context) (*kafka.ProduceResponse, error) {
+		return p.client.RawProduce(ctx, &kafka.RawProduceRequest{
+			Topic: topic, Partition: partition, RequiredAcks: p.acks,
+			RawRecords: protocol.RawRecordSet{Reader: bytes.NewReader(set)},
+		})
+	}
+}
+
+// compressed returns what sends the records at indexes through kafka-go's Produce, which compresses them with
+// p.compression.
+func (p *producer) compressed(topic string, partition int, records []bridge.Record, indexes []int) func(context.Context) (*kafka.ProduceResponse, error) {
+	batch := make([]kafka.Record, len(indexes))
+	// The readers of the keys and values, made in one piece: one each (kafka.NewBytes) was an allocation per
+	// record, and two for a keyed one.
+	readers := make([]recordBytes, 2*len(indexes))
+	for j, i := range indexes {
+		r := &records[i]
+		batch[j].Time = r.Time
+		for _, h := range r.Headers {
+			batch[j].Headers = append(batch[j].Headers, kafka.Header{Key: h.Key, Value: h.Value})
+		}
+	}
+	return func(ctx context.Context) (*kafka.ProduceResponse, error) {
+		for j, i := range indexes { // each request consumes the readers
+			r := &records[i]
+			batch[j].Key, batch[j].Value = readers[2*j].of(r.Key), readers[2*j+1].of(r.Value)
+		}
+		return p.client.Produce(ctx, &kafka.ProduceRequest{
+			Topic: topic, Partition: partition, RequiredAcks: p.acks, Compression: p.compression,
+			Records: kafka.NewRecordReader(batch...),
+		})
 	}
 }
 

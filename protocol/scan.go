@@ -2,7 +2,9 @@ package protocol
 
 import (
 	"bytes"
+	"encoding/binary"
 	"iter"
+	"math/bits"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -298,39 +300,73 @@ var strPlain = func() (t [256]bool) {
 	return t
 }()
 
+// Words of eight copies of one byte, for finding a byte in eight at once (Hacker's Delight §6-1; Sean Anderson's
+// "Bit Twiddling Hacks", "Determine if a word has a zero byte").
+const (
+	ones       = 0x0101010101010101
+	highBits   = 0x8080808080808080
+	quotes     = '"' * ones
+	backslashs = '\\' * ones
+	controls   = 0x20 * ones
+)
+
+// notPlain marks the first byte of w, read little-endian, that strPlain does not: its high bit is the lowest one
+// set, and the result is 0 when all eight are plain. Bits above the first mark may be wrong (a borrow runs on
+// into the next byte), so only the lowest is read.
+func notPlain(w uint64) uint64 {
+	q, b := w^quotes, w^backslashs
+	return ((q-ones)&^q | (b-ones)&^b | (w-controls)&^w) & highBits
+}
+
+// str moves past the string at s.i. It searches eight bytes at a time from the start of the string and after
+// every eight plain bytes in a row, one at a time otherwise: text is mostly long runs of plain bytes, while a JSON
+// document sent as a string has an escape every few bytes, where a wide search would cost more than it skips.
 func (s *scanner) str() bool {
 	d := s.data
 	i := s.i + 1
-	for i < len(d) {
-		c := d[i]
-		if strPlain[c] {
-			i++
-			continue
-		}
-		switch c {
-		case '"':
-			s.i = i + 1
-			return true
-		case '\\':
-			if i+1 >= len(d) {
-				return false
+	for {
+		for len(d)-i >= 8 {
+			if m := notPlain(binary.LittleEndian.Uint64(d[i:])); m != 0 {
+				i += bits.TrailingZeros64(m) / 8
+				break
 			}
-			switch d[i+1] {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-				i += 2
-			case 'u':
-				if i+6 > len(d) || hex4(d[i+2:i+6]) < 0 {
+			i += 8
+		}
+		for {
+			stop := min(i+8, len(d))
+			for i < stop && strPlain[d[i]] {
+				i++
+			}
+			if i == stop {
+				break // eight plain bytes in a row, or the end of the data
+			}
+			switch d[i] {
+			case '"':
+				s.i = i + 1
+				return true
+			case '\\':
+				if i+1 >= len(d) {
 					return false
 				}
-				i += 6
-			default:
+				switch d[i+1] {
+				case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+					i += 2
+				case 'u':
+					if i+6 > len(d) || hex4(d[i+2:i+6]) < 0 {
+						return false
+					}
+					i += 6
+				default:
+					return false
+				}
+			default: // a control character
 				return false
 			}
-		default: // a control character
+		}
+		if i == len(d) {
 			return false
 		}
 	}
-	return false
 }
 
 func (s *scanner) literal(word string) bool {

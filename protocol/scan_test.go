@@ -1,7 +1,9 @@
 package protocol
 
 import (
+	"encoding/binary"
 	"encoding/json"
+	"math/bits"
 	"strings"
 	"testing"
 )
@@ -18,6 +20,14 @@ func TestScanMatchesValid(t *testing.T) {
 		`true`, `tru`, `truex`, `false`, `fals`, `null`, `nul`, `NULL`,
 		`""`, `"`, `"\"`, `"\\"`, `"\/"`, `"\u00e9"`, `"\u00e"`, `"\u00eg"`, `"\U00e9"`, `"\x"`, `"\'"`,
 		"\"\t\"", "\"\x7f\"", "\"\xff\"", "\"\x00\"",
+		// Strings as long as a word or more, ending inside or at the end of one: the scanner reads eight bytes at
+		// a time.
+		`"abcdefgh`, `"abcdefg`, `"abcdefghi`, `"abcdefgh"`, `"abcdefghijklmno"`, `"abcdefghijklmnop"`,
+		`"abcdefgh\`, `"abcdefgh\"`, `"abcdefg\"x"`, `"abcdefgh\u004`, `"abcdefgh\u0041"`,
+		"\"abcdefg\x1f\"", "\"abcdefgh\x1f\"", "\"\x1fabcdefgh\"", "\"\xa2\xdc\xe0\x80\xff\xfe\x9f\xa0abc\"",
+		"\"abcdefghijklmn\x7f\x80\"", "[\"abcdefgh\",\"ijklmnop\"]",
+		"\"\\nabcdefgh\x01\"", "\"\\nabcdefghi\x01\"", "\"\\nabcdefgh", "\"\\nabcdefghijklmnop", "\"\\nabcdefg\\\"",
+		`"ab\"cd\"efghijklmnopqrstu\"vw\u0041xyz0123456789\\"`, `"ab\"cd\"efghijklmnopqrstu\"vw\u004`,
 		"\ufeff{}", "{}\x00", " \t\r\n{}\n", "\v{}", "{}\f",
 		`{"a":[1,{"b":[true,false,null,"x"]}],"c":-1.25E-7}`,
 		strings.Repeat("[", maxDepth) + strings.Repeat("]", maxDepth),
@@ -60,5 +70,36 @@ func TestUnquoteMatchesEncodingJSON(t *testing.T) {
 				t.Errorf("got %q, want %q", got, want)
 			}
 		})
+	}
+}
+
+// TestNotPlain holds the eight-at-a-time search to strPlain: in a word of plain bytes with c at position at, and
+// any byte after it, the lowest mark falls on c exactly when c is not plain.
+func TestNotPlain(t *testing.T) {
+	for c := range 256 {
+		for at := range 8 {
+			for _, after := range []byte{'a', '"', '\\', 0x00, 0x1f, 0x21, 0x5b, 0x5d, 0x80, 0xa2, 0xdc, 0xff} {
+				word := []byte("aaaaaaaa")
+				word[at] = byte(c)
+				if at < 7 {
+					word[at+1] = after
+				}
+				m := notPlain(binary.LittleEndian.Uint64(word))
+				want := -1
+				for i, b := range word {
+					if !strPlain[b] {
+						want = i
+						break
+					}
+				}
+				got := -1
+				if m != 0 {
+					got = bits.TrailingZeros64(m) / 8
+				}
+				if got != want {
+					t.Fatalf("%q: got the first byte not plain at %d, want %d", word, got, want)
+				}
+			}
+		}
 	}
 }
