@@ -69,10 +69,10 @@ func TestAppendRecordSet(t *testing.T) {
 				if r.Offset != int64(j) || !r.Time.Equal(want.Time) {
 					t.Errorf("record %d: got offset %d at %v, want %d at %v", j, r.Offset, r.Time, j, want.Time)
 				}
-				if got := readAll(t, r.Key); !bytes.Equal(got, want.Key) || (got == nil) != (want.Key == nil) {
+				if got := readBack(t, r.Key); !bytes.Equal(got, want.Key) || (got == nil) != (want.Key == nil) {
 					t.Errorf("record %d: got key %q, want %q", j, got, want.Key)
 				}
-				if got := readAll(t, r.Value); !bytes.Equal(got, want.Value) || (got == nil) != (want.Value == nil) {
+				if got := readBack(t, r.Value); !bytes.Equal(got, want.Value) || (got == nil) != (want.Value == nil) {
 					t.Errorf("record %d: got a value of %d bytes, want %d", j, len(got), len(want.Value))
 				}
 				if len(r.Headers) != len(want.Headers) {
@@ -92,8 +92,8 @@ func TestAppendRecordSet(t *testing.T) {
 	}
 }
 
-// readAll returns the bytes of a key or value kafka-go read, nil for null.
-func readAll(t *testing.T, b protocol.Bytes) []byte {
+// readBack returns the bytes of a key or value kafka-go read, nil for null.
+func readBack(t *testing.T, b protocol.Bytes) []byte {
 	t.Helper()
 	if b == nil {
 		return nil
