@@ -188,7 +188,7 @@ test('two tabs in one consumer group read disjoint partitions that cover the top
   assert.deepEqual(a.errors.concat(b.errors), [])
 })
 
-test('two tabs of one browser in a group, each cut in turn: every record reaches a tab, and the page counts those that reached both', { skip, timeout: 120000 }, async (t) => {
+test('two tabs of one browser in a group, each cut in turn: every record reaches a tab (but for a cut's close race), and the page counts those that reached both', { skip, timeout: 120000 }, async (t) => {
   const n = names('tabs')
   const context = await browser.newContext({ viewport: DESKTOP })
   t.after(() => context.close())
@@ -211,12 +211,19 @@ test('two tabs of one browser in a group, each cut in turn: every record reaches
     return { sent: x.totals.sent, unique: x.totals.received + y.totals.received - x.across, across: [x.across, y.across] }
   }
   // As in the cut tests below, the wait covers a rejoin that waits for the other member (up to rebalance_timeout,
-  // 30 s); a failure says whether a record is missing inside a tab's sequence or only has not come yet.
+  // 30 s). The group commits what was written to a socket (commit: auto, README "Lifecycle"): a frame the server
+  // wrote after the tab's close frame left, and before it read it, is committed, and the closing browser drops
+  // it; if the other tab takes that partition it reads on from the commit. So a cut may lose what was written in
+  // that instant: the test allows a record per cut, and no more (commit: 'client' loses none).
+  const cuts = 2
   await until(async () => {
     const v = await sums()
     return v.sent === v.unique && v.across[0] === v.across[1]
-  }, 40000, async () => `every record counted once: ${JSON.stringify({ ...await sums(), tabs: [await totals(a), await totals(b)] })}`)
-  t.diagnostic(`records that reached both tabs: ${(await sums()).across[0]}`)
+  }, 40000, () => {}).catch(() => {})
+  const v = await sums()
+  t.diagnostic(`records that reached both tabs: ${v.across[0]}; sent ${v.sent}, reached a tab ${v.unique}`)
+  assert.ok(v.unique <= v.sent && v.sent - v.unique <= cuts && v.across[0] === v.across[1],
+    `every record counted once, but for at most a record per cut: ${JSON.stringify({ ...v, tabs: [await totals(a), await totals(b)] })}`)
   for (const page of [a, b]) assert.deepEqual(await totals(page), { missing: 0, duplicated: 0 })
   assert.deepEqual(a.errors.concat(b.errors), [])
 })
