@@ -188,7 +188,7 @@ test('two tabs in one consumer group read disjoint partitions that cover the top
   assert.deepEqual(a.errors.concat(b.errors), [])
 })
 
-test('two tabs of one browser in a group, each cut in turn: every record reaches a tab (but for a cut's close race), and the page counts those that reached both', { skip, timeout: 120000 }, async (t) => {
+test('two tabs of one browser in a group, each cut in turn: every record reaches a tab (but for the close race of a cut), and the page counts those that reached both', { skip, timeout: 120000 }, async (t) => {
   const n = names('tabs')
   const context = await browser.newContext({ viewport: DESKTOP })
   t.after(() => context.close())
