@@ -160,7 +160,11 @@ function subscribe () {
   keyPartition = new Map()
   rebalances = 0
   across.reset()
-  const s = consumer.subscribe(topic, onRecord, mode === 'broadcast' ? { mode: 'broadcast' } : { group })
+  // In a group, commit: 'client': an offset is committed once onRecord has run for the record, so a record
+  // written to a socket just as it was cut (and dropped by the closing browser) is read again by whichever tab
+  // takes the partition. With the default (commit: 'auto', committed once written to the socket) a cut may
+  // lose that record (README, "Lifecycle").
+  const s = consumer.subscribe(topic, onRecord, mode === 'broadcast' ? { mode: 'broadcast' } : { group, commit: 'client' })
   sub = s
   s.ready.then(() => log('ok', mode === 'group' ? `joined group ${group}` : 'subscribed, broadcast'), (e) => {
     if (e.code !== 'closed') log('bad', `subscribe refused: ${e.code}: ${e.message}`)
@@ -256,7 +260,7 @@ async function refreshLag () {
           el('span', { className: 'num', textContent: lag === undefined ? '—' : String(lag) }))))
     }))
     $('#lag-note').textContent = mode === 'group'
-      ? 'Committed: the group\'s next offset to read; records reach the socket before they are committed.'
+      ? 'Committed: the group\'s next offset to read; this page commits a record once it has handled it (commit: \'client\').'
       : 'A broadcast commits nothing: each tab resumes from its own offsets.'
   } catch (e) {
     $('#lag-note').textContent = `describe failed: ${e.code}`
