@@ -7,6 +7,7 @@ import (
 	"errors"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -32,8 +33,8 @@ func (r requestRef) request() *protocol.Request {
 }
 
 // outFrame is one text frame for the writer: its payload, which the writer only reads (a broadcast frame goes to
-// many sockets), of size bytes. written, when set, runs on the writer goroutine once the frame is on the socket;
-// it must not block.
+// many sockets), of size bytes. written, when set, runs once the frame is on the socket, on the goroutine that
+// wrote it (the writer, or the sender writing through); it must not block nor take a lock its sender holds.
 type outFrame struct {
 	data    []byte
 	size    int64
@@ -78,6 +79,13 @@ type Session struct {
 	peerGone  atomic.Bool  // the socket failed: send no close frame
 	// framesSent counts the frames written; the writer's own, read once it has ended.
 	framesSent uint64
+	// raw is the socket's descriptor on a plain TCP connection (nil behind TLS), for writes that never wait
+	// (writeThrough).
+	raw syscall.RawConn
+	// rest is the end of a frame that writeThrough began and the socket's buffer had no room for, and restFrame
+	// that frame: the writer writes rest before anything else. Both belong to whoever is the writer.
+	rest      []byte
+	restFrame outFrame
 
 	decoder   protocol.Decoder // the read loop's
 	publisher *Publisher
@@ -137,6 +145,11 @@ func newSession(h *Hub, conn *websocket.Conn, num uint64, client Client) *Sessio
 		dataEnd:   make(chan struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancel(h.ctx)
+	if sc, ok := conn.NetConn().(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			s.raw = raw
+		}
+	}
 	s.closeCode.Store(websocket.CloseNormalClosure)
 	s.decoder.SetNamespace(client.Namespace)
 	s.publisher = newPublisher(h.kafka, h.cfg.Producer, h.cfg.RequestTimeout, s.published)
@@ -313,6 +326,9 @@ func (s *Session) dataEnded() <-chan struct{} { return s.dataEnd }
 
 // sendCtx is send for senders that must also give up when ctx ends (a subscription whose generation ended).
 func (s *Session) sendCtx(ctx context.Context, f outFrame) bool {
+	if s.writeThrough(f) {
+		return true
+	}
 	if !s.queued.take(ctx, s.dataEnd, f.size) {
 		return false
 	}
@@ -330,6 +346,9 @@ func (s *Session) sendCtx(ctx context.Context, f outFrame) bool {
 
 // offer queues a frame only if the queue has room; a broadcast never waits for one socket.
 func (s *Session) offer(f outFrame) bool {
+	if s.writeThrough(f) {
+		return true
+	}
 	if !s.queued.tryTake(f.size) {
 		return false
 	}

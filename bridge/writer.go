@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -18,13 +19,21 @@ import (
 // deliveries a second. The more the writer falls behind, the more it gathers per call.
 //
 // The writer runs only while something is due (see kick): 19,000 idle sockets with a parked writer goroutine each
-// held 4 KiB of stack apiece for nothing. It is the only goroutine that writes the connection, control frames
-// included: a frame larger than
-// coalesceBytes goes out in more than one write where the connection cannot write vectors (every *tls.Conn), and
-// a ping written by another goroutine between them would land inside it. Pings (asked for by the hub's
+// held 4 KiB of stack apiece for nothing. Only the writer writes the connection, control frames included (a
+// sender writing through, below, takes the writer's place for that write): a frame larger than coalesceBytes goes
+// out in more than one write where the connection cannot write vectors (every *tls.Conn), and a ping written by
+// another goroutine between them would land inside it. Pings (asked for by the hub's
 // keepalive), pongs (the read loop sees the peer's pings) and the close frame are therefore requests to the
 // writer, which it sends before the data frames of its next write; nobody ever waits for them. Frames go out
 // uncompressed: the upgrader does not offer permessage-deflate (RFC 7692), so no peer expects otherwise.
+
+// A frame that finds the socket with nothing in the way (no writer running, nothing queued, no control frame due)
+// is written by the goroutine that sends it, on a plain TCP connection, with one write that never waits
+// (writeThrough): a broadcast reaching a thousand sockets otherwise started a writer goroutine per socket and
+// record and set a write deadline for each, and one record to 19,000 sockets waited for 19,000 goroutines to be
+// scheduled (BENCHMARKS.md, "Write-through"). Whatever the socket's buffer does not take then is the writer's to
+// send first (Session.rest), with its deadline, so a slow peer is treated as before. Behind TLS (a *tls.Conn
+// offers no descriptor) every frame goes through the writer.
 
 // coalesceBytes bounds what one write gathers; a frame larger than that is written on its own, from its own
 // memory.
@@ -121,6 +130,101 @@ func (s *Session) kick() {
 	go s.writeBurst()
 }
 
+// writeThrough writes f at once on the calling goroutine, as the writer for one write that never waits, when
+// nothing is in the way. It reports whether it took f: written, or begun with its rest left to the writer (which
+// it then starts). Otherwise the caller queues f.
+func (s *Session) writeThrough(f outFrame) bool {
+	if s.raw == nil || maxFrameHeader+len(f.data) > coalesceBytes {
+		return false
+	}
+	s.writerMu.Lock()
+	if s.writerRunning || s.writerStop {
+		s.writerMu.Unlock()
+		return false
+	}
+	s.writerRunning = true
+	s.writerMu.Unlock()
+
+	taken := s.tryWrite(f)
+
+	s.writerMu.Lock()
+	defer s.writerMu.Unlock()
+	if s.writerKicked || s.writerStop || s.rest != nil {
+		go s.writeBurst() // writerRunning stays set: the writer takes over
+		return taken
+	}
+	s.writerRunning = false
+	return taken
+}
+
+// tryWrite is writeThrough's write, by the writer's holder: f goes out only if nothing queued or due would have
+// gone before it.
+func (s *Session) tryWrite(f outFrame) bool {
+	// A frame queued but not yet kicked is ahead of f: its sender kicks the writer next.
+	if len(s.out) > 0 || s.writeFailed() || s.peerClose.Load() != 0 {
+		return false
+	}
+	if controls, closing := s.control.due(); controls || closing {
+		return false
+	}
+	bufp := coalesceBuffers.Get().(*[]byte)
+	defer coalesceBuffers.Put(bufp)
+	buf := append(appendFrameHeader((*bufp)[:0], len(f.data)), f.data...)
+	n := writeNoWait(s.raw, buf)
+	switch {
+	case n == 0:
+		// No room, the deadline of an earlier write passed, or the socket failed: the writer, with a deadline of
+		// its own, finds out which.
+		return false
+	case n < len(buf):
+		s.rest, s.restFrame = append([]byte(nil), buf[n:]...), f
+	default:
+		s.wrote(f)
+	}
+	return true
+}
+
+// writeNoWait writes what the socket's buffer takes of b now, and reports how much that was.
+func writeNoWait(raw syscall.RawConn, b []byte) (n int) {
+	_ = raw.Write(func(fd uintptr) bool {
+		for n < len(b) {
+			m, err := syscall.Write(int(fd), b[n:])
+			if m > 0 {
+				n += m
+			}
+			if err != nil && err != syscall.EINTR {
+				break
+			}
+		}
+		return true // done, whatever the outcome: never wait for the poller
+	})
+	return n
+}
+
+// wrote accounts for a frame on the socket.
+func (s *Session) wrote(f outFrame) {
+	s.framesSent++
+	metrics.framesOut.Inc()
+	metrics.bytesOut.Add(float64(f.size))
+	if f.written != nil {
+		f.written()
+	}
+}
+
+// writeRest writes the end of a frame writeThrough began, before anything else may go.
+func (s *Session) writeRest(conn net.Conn) error {
+	if s.rest == nil {
+		return nil
+	}
+	rest, f := s.rest, s.restFrame
+	s.rest, s.restFrame = nil, outFrame{}
+	if _, err := conn.Write(rest); err != nil {
+		return err
+	}
+	s.wrote(f)
+	return nil
+}
+
 // writeBurst is the writer: it writes until nothing is due, then ends, so that an idle socket has no goroutine
 // (and no stack) for writing; the next kick starts it again. At most one runs at a time, and writes follow one
 // another in order. After stopWriter it sends the close frame and ends for good: later kicks start nothing.
@@ -190,8 +294,9 @@ gather:
 		s.queued.give(size)
 		metrics.queuedBytes.Sub(float64(size))
 	}()
-	found = len(frames) > 0
+	found = len(frames) > 0 || s.rest != nil
 	if s.writeFailed() {
+		s.rest = nil
 		return found, false
 	}
 	if s.peerClose.Load() != 0 {
@@ -251,6 +356,11 @@ func (s *Session) writeClose() {
 	}
 	conn := s.conn.NetConn()
 	_ = conn.SetWriteDeadline(time.Now().Add(s.hub.cfg.WriteTimeout))
+	// The peer's close is answered after the frame begun, never inside it.
+	if err := s.writeRest(conn); err != nil {
+		s.debug("writing the close frame", zap.Error(err))
+		return
+	}
 	if _, err := conn.Write(appendControlFrame(nil, websocket.CloseMessage, msg)); err != nil {
 		s.debug("writing the close frame", zap.Error(err))
 	}
@@ -262,6 +372,9 @@ func (s *Session) writeClose() {
 func (s *Session) writeFrames(frames []outFrame) (closing bool, err error) {
 	conn := s.conn.NetConn()
 	_ = conn.SetWriteDeadline(time.Now().Add(s.hub.cfg.WriteTimeout))
+	if err := s.writeRest(conn); err != nil {
+		return false, err
+	}
 	bufp := coalesceBuffers.Get().(*[]byte)
 	buf := (*bufp)[:0]
 	defer func() { *bufp = buf[:0]; coalesceBuffers.Put(bufp) }()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -147,5 +148,113 @@ func TestSessionLogLines(t *testing.T) {
 	}
 	if d, ok := closed["duration"].(time.Duration); !ok || d <= 0 {
 		t.Fatalf("got duration %v, want how long the connection lasted", closed["duration"])
+	}
+}
+
+// A frame that finds a plain TCP socket with nothing in the way is written by its sender; one that finds a writer
+// running is queued for it; behind TLS every frame is the writer's.
+func TestWriteThrough(t *testing.T) {
+	frame := dataFrame([]byte(`[{"id":1,"t":"notif","p":"x"}]`))
+	t.Run("idle socket", func(t *testing.T) {
+		s, client := writerSession(t)
+		if s.raw == nil {
+			t.Fatal("a plain TCP connection has no descriptor for writes that never wait")
+		}
+		if !s.offer(frame) {
+			t.Fatal("the frame was refused")
+		}
+		if len(s.out) != 0 || s.writerRunning || s.framesSent != 1 {
+			t.Fatalf("queued %d, writer running %v, %d frames sent; want the frame written by its sender", len(s.out), s.writerRunning, s.framesSent)
+		}
+		client.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, got, err := client.ReadMessage(); err != nil || !bytes.Equal(got, frame.data) {
+			t.Fatalf("client read %q, %v; want %q", got, err, frame.data)
+		}
+	})
+	t.Run("writer running", func(t *testing.T) {
+		s := queueSession(t)
+		if !s.offer(frame) || len(s.out) != 1 || s.framesSent != 0 {
+			t.Fatalf("queued %d, %d frames sent; want the frame queued for the writer", len(s.out), s.framesSent)
+		}
+	})
+	t.Run("control frame due", func(t *testing.T) {
+		s := queueSession(t)
+		s.writerRunning = false
+		s.control.ping()
+		if s.writeThrough(frame) {
+			t.Fatal("a frame went ahead of the ping due")
+		}
+	})
+	t.Run("TLS", func(t *testing.T) {
+		hub := &Hub{cfg: Config{WriteTimeout: 5 * time.Second, Limits: Limits{MaxQueueBytes: 1 << 20, MaxFrameBytes: 1 << 20}}, logger: zap.NewNop(), ctx: context.Background()}
+		sessions := make(chan *Session, 1)
+		server := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			conn, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			sessions <- newSession(hub, conn, 1, Client{})
+		}))
+		t.Cleanup(server.Close)
+		dialer := websocket.Dialer{TLSClientConfig: server.Client().Transport.(*http.Transport).TLSClientConfig}
+		peer, _, err := dialer.Dial("wss"+strings.TrimPrefix(server.URL, "https"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { peer.Close() })
+		s := <-sessions
+		t.Cleanup(func() { s.conn.Close() })
+		if s.raw != nil || s.writeThrough(frame) {
+			t.Fatal("a frame was written around the TLS connection")
+		}
+	})
+}
+
+// When the socket's buffer takes only part of a frame written through, the writer sends the rest before anything
+// else: the frames queued after it, a ping due meanwhile, and the close frame all arrive whole and in order.
+func TestWriteThroughRest(t *testing.T) {
+	s, client := writerSession(t)
+	if err := s.conn.NetConn().(*net.TCPConn).SetWriteBuffer(4096); err != nil {
+		t.Fatal(err)
+	}
+	// As writeThrough does, the test holds the writer's place while it writes, and the client reads nothing yet.
+	s.writerRunning = true
+	var payloads [][]byte
+	for i := 0; s.rest == nil; i++ {
+		if i == 10000 {
+			t.Fatal("no frame was ever left half written")
+		}
+		payload := bytes.Repeat([]byte{'a' + byte(i%26)}, 50000+i)
+		if !s.tryWrite(dataFrame(payload)) {
+			t.Fatalf("frame %d was not written: the socket's buffer was full before one was begun", i)
+		}
+		payloads = append(payloads, payload)
+	}
+	s.control.ping()
+	more := []byte(`[{"id":2,"t":"notif","p":"after"}]`)
+	if !s.send(dataFrame(more)) {
+		t.Fatal("the frame after was refused")
+	}
+	payloads = append(payloads, more)
+	s.writerRunning = false
+	s.kick()
+	pinged := make(chan struct{}, 1)
+	client.SetPingHandler(func(string) error { pinged <- struct{}{}; return nil })
+	go s.stopWriter()
+	for i, want := range payloads {
+		client.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, got, err := client.ReadMessage()
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("frame %d of %d: read %d bytes %.20q, %v; want %d bytes %.20q", i, len(payloads), len(got), got, err, len(want), want)
+		}
+	}
+	if _, _, err := client.ReadMessage(); !websocket.IsCloseError(err, websocket.CloseNormalClosure) {
+		t.Fatalf("got %v after the frames, want a close frame with 1000", err)
+	}
+	select {
+	case <-pinged:
+	default:
+		t.Fatal("the ping due never arrived")
 	}
 }
