@@ -32,6 +32,11 @@ func queueSession(t *testing.T) *Session {
 
 // sessionWith is writerSession with the hub's logger and the client's identity.
 func sessionWith(t *testing.T, logger *zap.Logger, client Client) (*Session, *websocket.Conn) {
+	return sessionOn(t, httptest.NewServer, logger, client)
+}
+
+// sessionOn is sessionWith on a server newServer starts: httptest.NewTLSServer for a session behind TLS.
+func sessionOn(t *testing.T, newServer func(http.Handler) *httptest.Server, logger *zap.Logger, client Client) (*Session, *websocket.Conn) {
 	t.Helper()
 	hub := &Hub{
 		cfg:    Config{WriteTimeout: 5 * time.Second, CloseTimeout: time.Second, Limits: Limits{MaxQueueBytes: 1 << 20, MaxFrameBytes: 1 << 20}},
@@ -39,7 +44,7 @@ func sessionWith(t *testing.T, logger *zap.Logger, client Client) (*Session, *we
 		ctx:    context.Background(),
 	}
 	sessions := make(chan *Session, 1)
-	server := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	server := newServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		conn, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
 		if err != nil {
 			t.Error(err)
@@ -48,7 +53,11 @@ func sessionWith(t *testing.T, logger *zap.Logger, client Client) (*Session, *we
 		sessions <- newSession(hub, conn, 1, client)
 	}))
 	t.Cleanup(server.Close)
-	peer, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(server.URL, "http"), nil)
+	dialer := *websocket.DefaultDialer
+	if server.TLS != nil {
+		dialer.TLSClientConfig = server.Client().Transport.(*http.Transport).TLSClientConfig
+	}
+	peer, _, err := dialer.Dial("ws"+strings.TrimPrefix(server.URL, "http"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,25 +195,7 @@ func TestWriteThrough(t *testing.T) {
 		}
 	})
 	t.Run("TLS", func(t *testing.T) {
-		hub := &Hub{cfg: Config{WriteTimeout: 5 * time.Second, Limits: Limits{MaxQueueBytes: 1 << 20, MaxFrameBytes: 1 << 20}}, logger: zap.NewNop(), ctx: context.Background()}
-		sessions := make(chan *Session, 1)
-		server := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			conn, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			sessions <- newSession(hub, conn, 1, Client{})
-		}))
-		t.Cleanup(server.Close)
-		dialer := websocket.Dialer{TLSClientConfig: server.Client().Transport.(*http.Transport).TLSClientConfig}
-		peer, _, err := dialer.Dial("wss"+strings.TrimPrefix(server.URL, "https"), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { peer.Close() })
-		s := <-sessions
-		t.Cleanup(func() { s.conn.Close() })
+		s, _ := sessionOn(t, httptest.NewTLSServer, zap.NewNop(), Client{})
 		if s.raw != nil || s.writeThrough(frame) {
 			t.Fatal("a frame was written around the TLS connection")
 		}
