@@ -317,7 +317,13 @@ func (f *fetcher) take(ctx context.Context, r fetchResult) []bridge.Record {
 		}
 		return nil
 	}
-	var records []bridge.Record
+	count := 0
+	for _, t := range r.res.topics {
+		for _, p := range t.partitions {
+			count += recordCount(p.batches)
+		}
+	}
+	records := make([]bridge.Record, 0, count)
 	for _, t := range r.res.topics {
 		for _, p := range t.partitions {
 			tp := topicPartition{t.name, int(p.partition)}

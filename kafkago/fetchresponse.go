@@ -193,6 +193,21 @@ func appendRecords(out []bridge.Record, topic string, partition int, from, highW
 	return out, next, nil
 }
 
+// recordCount is about how many records a partition's batches hold, as their headers say: room to make for them
+// at once. A count a batch's bytes could not hold is not believed (a record takes 7 bytes at least, if uncompressed).
+func recordCount(batches []byte) int {
+	n := 0
+	for len(batches) >= batchRecordsAt {
+		end := batchLengthAt + 4 + int(int32(binary.BigEndian.Uint32(batches[batchLengthAt:])))
+		if end < batchRecordsAt || end > len(batches) {
+			break
+		}
+		n += min(max(int(int32(binary.BigEndian.Uint32(batches[batchCountAt:]))), 0), (end-batchRecordsAt)/7)
+		batches = batches[end:]
+	}
+	return n
+}
+
 // appendBatch appends the records of one batch that checked out, from offset from on.
 func appendBatch(out []bridge.Record, topic string, partition int, from, highWatermark int64, batch []byte, attributes uint16) ([]bridge.Record, error) {
 	records := batch[batchRecordsAt:]

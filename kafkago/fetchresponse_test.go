@@ -295,3 +295,26 @@ func FuzzDecodeFetchResponse(f *testing.F) {
 		}
 	})
 }
+
+func TestRecordCount(t *testing.T) {
+	two := testBatch(t, 0, 0, -1, testRecords(2))
+	huge := slices.Clone(two)
+	binary.BigEndian.PutUint32(huge[batchCountAt:], 1<<30)
+	tests := []struct {
+		name    string
+		batches []byte
+		want    int
+	}{
+		{name: "the batches' counts", batches: slices.Concat(two, testBatch(t, 2, 0, -1, testRecords(3))), want: 5},
+		{name: "a batch cut short is not counted", batches: slices.Concat(two, two[:len(two)-1]), want: 2},
+		{name: "a count the batch could not hold is cut to what it could", batches: huge, want: (len(huge) - batchRecordsAt) / 7},
+		{name: "nothing", want: 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := recordCount(tt.batches); got != tt.want {
+				t.Errorf("got %d, want %d", got, tt.want)
+			}
+		})
+	}
+}
