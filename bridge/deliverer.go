@@ -140,19 +140,24 @@ func (d *deliverer) deliver(ctx context.Context) bool {
 	}
 	frame, first := encodeNotifications(batch, d.settings.meta, d.settings.namespace)
 	var sent []delivered
+	var next []partitionOffset // commits auto: each partition's next offset once the frame is written
 	if d.settings.clientCommit {
 		sent = make([]delivered, len(batch))
-	}
-	next := make(map[string]map[int]int64, 1)
-	for i := range batch {
-		rec := &batch[i]
-		if sent != nil {
+		for i := range batch {
+			rec := &batch[i]
 			sent[i] = delivered{id: first + uint64(i), topic: rec.Topic, partition: rec.Partition, offset: rec.Offset}
 		}
-		if next[rec.Topic] == nil {
-			next[rec.Topic] = make(map[int]int64)
+	} else {
+		// One entry per run of a partition's records, not a map per frame: a partition whose runs interleave
+		// with another's gets an entry per run, and the merge keeps the highest.
+		for i := range batch {
+			rec := &batch[i]
+			if n := len(next); n > 0 && next[n-1].topic == rec.Topic && next[n-1].partition == rec.Partition {
+				next[n-1].offset = rec.Offset + 1
+			} else {
+				next = append(next, partitionOffset{topic: rec.Topic, partition: rec.Partition, offset: rec.Offset + 1})
+			}
 		}
-		next[rec.Topic][rec.Partition] = rec.Offset + 1
 	}
 	count := countDelivered(batch, d.settings.topicLabels)
 	d.fetched.give(bytes)
@@ -197,10 +202,19 @@ func (d *deliverer) awaitInflight() {
 	}
 }
 
+// partitionOffset is the next offset of a partition to commit.
+type partitionOffset struct {
+	topic     string
+	partition int
+	offset    int64
+}
+
 // markWritten runs on the writer goroutine once a frame is on the socket; it must not block.
-func (d *deliverer) markWritten(next map[string]map[int]int64) {
+func (d *deliverer) markWritten(next []partitionOffset) {
 	d.mu.Lock()
-	d.mergeLocked(next)
+	for _, n := range next {
+		d.committableLocked(n.topic, n.partition, n.offset)
+	}
 	d.mu.Unlock()
 	d.inflight.Add(-1)
 	d.signal()
@@ -212,18 +226,17 @@ func (d *deliverer) frameWritten() {
 	d.signal()
 }
 
-func (d *deliverer) mergeLocked(next map[string]map[int]int64) {
+// committableLocked makes offset the next to commit of a partition, unless a higher one already is.
+func (d *deliverer) committableLocked(topic string, partition int, offset int64) {
 	if d.committed == nil {
-		d.committed = make(map[string]map[int]int64, len(next))
+		d.committed = make(map[string]map[int]int64, 1)
 	}
-	for topic, parts := range next {
-		if d.committed[topic] == nil {
-			d.committed[topic] = make(map[int]int64, len(parts))
-		}
-		for p, off := range parts {
-			d.committed[topic][p] = max(d.committed[topic][p], off)
-		}
+	parts := d.committed[topic]
+	if parts == nil {
+		parts = make(map[int]int64, 1)
+		d.committed[topic] = parts
 	}
+	parts[partition] = max(parts[partition], offset)
 }
 
 func (d *deliverer) signal() {
@@ -239,7 +252,6 @@ func (d *deliverer) signal() {
 // the last acknowledged one never skips a notification.
 func (d *deliverer) ack(target protocol.AckTarget) {
 	d.mu.Lock()
-	next := make(map[string]map[int]int64)
 	acked := func(n delivered) bool {
 		var hit bool
 		if target.ByID {
@@ -248,17 +260,13 @@ func (d *deliverer) ack(target protocol.AckTarget) {
 			hit = n.topic == target.Topic && n.partition == int(target.Partition) && n.offset <= target.Offset
 		}
 		if hit {
-			if next[n.topic] == nil {
-				next[n.topic] = make(map[int]int64)
-			}
-			next[n.topic][n.partition] = max(next[n.topic][n.partition], n.offset+1)
+			d.committableLocked(n.topic, n.partition, n.offset+1)
 		}
 		return hit
 	}
 	before := len(d.unacked)
 	d.unacked = slices.DeleteFunc(d.unacked, acked)
 	count := before - len(d.unacked)
-	d.mergeLocked(next)
 	d.mu.Unlock()
 	if count > 0 {
 		d.outstanding.Add(-int64(count))

@@ -122,6 +122,28 @@ func TestDelivererCommits(t *testing.T) {
 	}
 }
 
+// A frame whose partitions' records interleave commits each partition's last offset in it, of every topic.
+func TestDelivererCommitsInterleavedPartitions(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dt := startDeliverer(t, deliverySettings{limit: 10})
+		var recs []Record
+		for _, r := range [][]Record{records("orders", 0, 0, 2), records("orders", 1, 5, 1), records("audit", 0, 7, 1), records("orders", 0, 2, 1), records("orders", 1, 6, 1)} {
+			recs = append(recs, r...)
+		}
+		dt.feed(recs)
+		synctest.Wait()
+		if got := offsets(dt.sink.write(t)); !reflect.DeepEqual(got, [][]int64{{0, 1, 5, 7, 2, 6}}) {
+			t.Fatalf("frames %v, want one of them all", got)
+		}
+		synctest.Wait()
+		want := []map[string]map[int]int64{{"orders": {0: 3, 1: 7}, "audit": {0: 8}}}
+		if got := dt.gen.committed(); !reflect.DeepEqual(got, want) {
+			t.Errorf("commits %v, want %v", got, want)
+		}
+		dt.gen.end()
+	})
+}
+
 // The last commit waits for the frames the writer holds: the client may have read them and left.
 func TestDelivererLastCommitWaitsForTheWriter(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {

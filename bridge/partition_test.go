@@ -228,3 +228,56 @@ func (l *fakeLog) Topics(_ context.Context, topics []string) (map[string][]Parti
 	}
 	return out, nil
 }
+
+// onceReader answers its first Fetch with recs, and every later one when ctx ends.
+type onceReader struct {
+	PartitionsReader
+	recs []Record
+}
+
+func (o *onceReader) Fetch(ctx context.Context) ([]Record, error) {
+	if recs := o.recs; recs != nil {
+		o.recs = nil
+		return recs, nil
+	}
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// A fetch's records of several partitions, in runs and interleaved, are queued in their order, and leave each
+// partition's next offset and lag at its last record's.
+func TestPartitionReaderFeedKeepsEachPartition(t *testing.T) {
+	recs := []Record{
+		{Topic: "orders", Partition: 0, Offset: 0, HighWatermark: 10},
+		{Topic: "orders", Partition: 0, Offset: 1, HighWatermark: 10},
+		{Topic: "orders", Partition: 1, Offset: 4, HighWatermark: 7},
+		{Topic: "audit", Partition: 1, Offset: 8, HighWatermark: 9},
+		{Topic: "orders", Partition: 0, Offset: 2, HighWatermark: 10},
+	}
+	out := make(chan Record, len(recs))
+	r := &partitionReader{records: out, logger: zap.NewNop()}
+	next := map[string]map[int]int64{"orders": {0: 0, 1: 4}, "audit": {1: 8}}
+	lags := map[string]map[int]*lagGauge{"orders": {0: {}, 1: {}}, "audit": {1: {}}}
+	ctx, cancel := context.WithCancel(t.Context())
+	go func() {
+		for range recs {
+			<-out
+		}
+		cancel()
+	}()
+	if err := r.feed(ctx, &onceReader{recs: slices.Clone(recs)}, next, lags); !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v, want %v", err, context.Canceled)
+	}
+	if want := map[string]map[int]int64{"orders": {0: 3, 1: 5}, "audit": {1: 9}}; !reflect.DeepEqual(next, want) {
+		t.Errorf("next offsets %v, want %v", next, want)
+	}
+	for _, c := range []struct {
+		topic     string
+		partition int
+		lag       float64
+	}{{"orders", 0, 7}, {"orders", 1, 2}, {"audit", 1, 0}} {
+		if got := lags[c.topic][c.partition].last; got != c.lag {
+			t.Errorf("%s/%d lag %v, want %v", c.topic, c.partition, got, c.lag)
+		}
+	}
+}

@@ -3,15 +3,12 @@ package kafkago
 import (
 	"context"
 	"errors"
-	"fmt"
-	"io"
 	"net"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/segmentio/kafka-go"
-	"github.com/segmentio/kafka-go/protocol"
 	"github.com/segmentio/kafka-go/protocol/fetch"
 
 	"github.com/wskafka/wskafka/bridge"
@@ -85,7 +82,7 @@ type fetchAsk struct {
 
 type fetchResult struct {
 	req fetchRequest
-	res *fetch.Response
+	res *fetchResponse
 	err error
 }
 
@@ -271,11 +268,11 @@ func (f *fetcher) send(req fetchRequest) {
 // roundTrip asks one broker for the partitions of req. It touches nothing of f but its settings and transport, so
 // that send's goroutines may run it.
 func (f *fetcher) roundTrip(ctx context.Context, req fetchRequest) fetchResult {
-	msg := &fetch.Request{
+	msg := &fetchExchange{clientID: f.k.cfg.ClientID, Request: fetch.Request{
 		ReplicaID: -1, MaxWaitTime: int32(f.maxWait / time.Millisecond), MinBytes: f.minBytes, MaxBytes: f.maxBytes,
 		// No fetch session (KIP-227): every request names its partitions in full.
 		SessionID: -1, SessionEpoch: -1,
-	}
+	}}
 	for _, a := range req.asked {
 		i := slices.IndexFunc(msg.Topics, func(t fetch.RequestTopic) bool { return t.Topic == a.tp.topic })
 		if i < 0 {
@@ -295,9 +292,9 @@ func (f *fetcher) roundTrip(ctx context.Context, req fetchRequest) fetchResult {
 	m, err := f.transport.RoundTrip(ctx, f.addr, msg)
 	r := fetchResult{req: req, err: err}
 	if err == nil {
-		r.res = m.(*fetch.Response)
-		if r.res.ErrorCode != 0 {
-			r.err = kafka.Error(r.res.ErrorCode)
+		r.res = m.(*fetchResponse)
+		if r.res.errorCode != 0 {
+			r.err = kafka.Error(r.res.errorCode)
 		}
 	}
 	return r
@@ -320,18 +317,25 @@ func (f *fetcher) take(ctx context.Context, r fetchResult) []bridge.Record {
 		}
 		return nil
 	}
-	var records []bridge.Record
-	for _, t := range r.res.Topics {
-		for _, p := range t.Partitions {
-			tp := topicPartition{t.Topic, int(p.Partition)}
+	count := 0
+	for _, t := range r.res.topics {
+		for _, p := range t.partitions {
+			count += recordCount(p.batches)
+		}
+	}
+	records := make([]bridge.Record, 0, count)
+	for _, t := range r.res.topics {
+		for _, p := range t.partitions {
+			tp := topicPartition{t.name, int(p.partition)}
 			fp, ok := f.parts[tp]
 			if offset, wasAsked := asked[tp]; !ok || !wasAsked || fp.offset != offset || fp.gone {
 				continue
 			}
-			switch code := kafka.Error(p.ErrorCode); {
-			case p.ErrorCode == 0:
+			switch code := kafka.Error(p.errorCode); {
+			case p.errorCode == 0:
 				var err error
-				if records, err = f.records(records, tp, fp, p); err != nil {
+				records, fp.offset, err = appendRecords(records, tp.topic, tp.partition, fp.offset, p.highWatermark, p.batches)
+				if err != nil {
 					f.failed(fp)
 					continue
 				}
@@ -353,72 +357,6 @@ func (f *fetcher) take(ctx context.Context, r fetchResult) []bridge.Record {
 		}
 	}
 	return records
-}
-
-// records appends the records of one partition's answer, from the partition's offset on, and moves the offset
-// past them.
-func (f *fetcher) records(out []bridge.Record, tp topicPartition, fp *fetchPartition, p fetch.ResponsePartition) ([]bridge.Record, error) {
-	if p.RecordSet.Records == nil {
-		return out, nil
-	}
-	batches := []protocol.RecordReader{p.RecordSet.Records}
-	if stream, ok := p.RecordSet.Records.(*protocol.RecordStream); ok {
-		batches = stream.Records
-	}
-	offset := fp.offset
-	for _, batch := range batches {
-		// Transaction markers are not records a client published.
-		_, control := batch.(*protocol.ControlBatch)
-		for {
-			r, err := batch.ReadRecord()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				return out, fmt.Errorf("reading %s/%d at %d: %w", tp.topic, tp.partition, offset, err)
-			}
-			rec, err := record(tp, r, p.HighWatermark)
-			if err != nil {
-				return out, err
-			}
-			// A compressed batch starts where it starts, possibly before the offset asked for.
-			if r.Offset < offset {
-				continue
-			}
-			if !control {
-				out = append(out, rec)
-			}
-			offset = r.Offset + 1
-			fp.offset = offset
-		}
-	}
-	return out, nil
-}
-
-// record copies a fetched record, keeping a null key or value nil and an empty one non-nil.
-func record(tp topicPartition, r *kafka.Record, highWatermark int64) (bridge.Record, error) {
-	rec := bridge.Record{Topic: tp.topic, Partition: tp.partition, Offset: r.Offset, Time: r.Time, HighWatermark: highWatermark}
-	var err error
-	if rec.Key, err = readBytes(r.Key); err != nil {
-		return rec, err
-	}
-	if rec.Value, err = readBytes(r.Value); err != nil {
-		return rec, err
-	}
-	for _, h := range r.Headers {
-		rec.Headers = append(rec.Headers, bridge.Header{Key: h.Key, Value: h.Value})
-	}
-	return rec, nil
-}
-
-func readBytes(b protocol.Bytes) ([]byte, error) {
-	if b == nil {
-		return nil, nil
-	}
-	defer func() { _ = b.Close() }() // a buffer of the fetched batch: closing only returns it to its pool
-	out := make([]byte, b.Len())
-	_, err := io.ReadFull(b, out)
-	return out, err
 }
 
 // Seek implements PartitionsReader.
