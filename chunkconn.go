@@ -1,6 +1,7 @@
 package wskafka
 
 import (
+	"bufio"
 	"io"
 	"net"
 	"os"
@@ -29,6 +30,9 @@ type chunkedConn struct {
 	chunk *[]byte // borrowed while it holds bytes not yet read: (*chunk)[next:end]
 	next  int
 	end   int
+	// frames is the reader gorilla reads this connection's frames through, once the upgrade has handed it over
+	// (see hijacker.Hijack); the session reads small frames from it itself.
+	frames *bufio.Reader
 }
 
 // newChunkedConn wraps conn, or returns it as it is when it is not a plain TCP connection (TLS reads whole
@@ -102,6 +106,9 @@ func (c *chunkedConn) consumed(n int) {
 		c.chunk = nil
 	}
 }
+
+// FrameReader implements bridge.FrameReaderConn: nil when gorilla was not handed a reader of ours.
+func (c *chunkedConn) FrameReader() *bufio.Reader { return c.frames }
 
 // WriteTo implements io.WriterTo. Without it, io.Copy from the connection would use the embedded TCPConn's,
 // which reads the socket directly and would skip the bytes the chunk still holds.

@@ -2,13 +2,18 @@ package wskafka
 
 import (
 	"bytes"
+	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 // tcpPair returns the two ends of a loopback TCP connection: the accepted one chunked, and the dialled one.
@@ -139,8 +144,9 @@ func TestChunkedConnOnlyTCP(t *testing.T) {
 	}
 }
 
-// The upgrade hands gorilla a chunked connection behind a small reader, unless net/http's reader already holds
-// bytes the client sent after its request: those are kept, for gorilla to refuse the upgrade.
+// The upgrade hands gorilla a chunked connection behind a small reader, which the session may read frames from
+// too, unless net/http's reader already holds bytes the client sent after its request: those are kept, for gorilla
+// to refuse the upgrade, and the session reads nothing itself.
 func TestHijackerReader(t *testing.T) {
 	for _, tt := range []struct {
 		name     string
@@ -155,6 +161,7 @@ func TestHijackerReader(t *testing.T) {
 				conn     net.Conn
 				size     int
 				buffered string
+				shared   bool // the connection's FrameReader is the reader handed over
 			}
 			got := make(chan hijacked, 1)
 			srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -165,7 +172,8 @@ func TestHijackerReader(t *testing.T) {
 				}
 				defer func() { _ = conn.Close() }()
 				early, _ := brw.Reader.Peek(brw.Reader.Buffered())
-				got <- hijacked{conn, brw.Reader.Size(), string(early)}
+				chunked, _ := conn.(*chunkedConn)
+				got <- hijacked{conn, brw.Reader.Size(), string(early), chunked != nil && chunked.FrameReader() == brw.Reader}
 			})}
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
@@ -193,6 +201,96 @@ func TestHijackerReader(t *testing.T) {
 			if h.size != tt.wantSize || h.buffered != tt.after {
 				t.Errorf("got a reader of %d bytes holding %q, want %d holding %q", h.size, h.buffered, tt.wantSize, tt.after)
 			}
+			if wantShared := tt.after == ""; h.shared != wantShared {
+				t.Errorf("got the reader shared with the session %v, want %v", h.shared, wantShared)
+			}
 		})
+	}
+}
+
+// maskedFrame encodes one client frame (RFC 6455 §5.2): first is the byte of FIN, RSV and opcode.
+func maskedFrame(first byte, payload string) []byte {
+	f := []byte{first}
+	switch n := len(payload); {
+	case n < 126:
+		f = append(f, 0x80|byte(n))
+	case n <= 0xffff:
+		f = binary.BigEndian.AppendUint16(append(f, 0x80|126), uint16(n))
+	default:
+		f = binary.BigEndian.AppendUint64(append(f, 0x80|127), uint64(n))
+	}
+	key := []byte{0x9e, 0x01, 0x5c, 0xe3}
+	f = append(f, key...)
+	for i := range len(payload) {
+		f = append(f, payload[i]^key[i%4])
+	}
+	return f
+}
+
+// The session reads small frames from the connection's reader itself and leaves the others to gorilla, on the
+// same reader: sent in one write, so that they sit in the reader together, small frames, pings, a fragmented
+// message with a ping inside it, a frame larger than the reader, a binary frame and frames that are not requests
+// are each answered, in order, and the pings ponged.
+func TestFramesReadBySessionAndGorilla(t *testing.T) {
+	addr := startCaddyfile(t, quietLogs+`
+http://{addr} {
+	wskafka {
+		brokers {brokers}
+	}
+}`)
+	conn, resp, err := websocket.DefaultDialer.Dial("ws://"+addr+"/", nil)
+	if err != nil {
+		t.Fatalf("dialing: %v (response %v)", err, resp)
+	}
+	pongs := make(chan string, 8)
+	conn.SetPongHandler(func(data string) error { pongs <- data; return nil })
+	c := newClient(t, conn)
+
+	fragmented := `{"id":3,"t":"ping"}`
+	var frames []byte
+	for _, f := range [][]byte{
+		maskedFrame(0x81, `{"id":1,"t":"ping"}`),
+		maskedFrame(0x89, "a"),
+		maskedFrame(0x81, `{"id":2,"t":"ping"}`),
+		maskedFrame(0x01, fragmented[:7]),
+		maskedFrame(0x89, "b"),
+		maskedFrame(0x80, fragmented[7:]),
+		maskedFrame(0x81, `{"id":4,"t":"ping","pad":"`+strings.Repeat("x", 3000)+`"}`),
+		maskedFrame(0x82, `{"id":5,"t":"ping"}`),
+		maskedFrame(0x81, `not json`),
+		maskedFrame(0x81, `{"id":6,"t":"no such type"}`),
+		maskedFrame(0x81, `{"id":7,"t":"ping"}`),
+	} {
+		frames = append(frames, f...)
+	}
+	if _, err := conn.NetConn().Write(frames); err != nil {
+		t.Fatal(err)
+	}
+	want := []struct{ refid, code string }{
+		{"1", ""}, {"2", ""}, {"3", ""}, {"4", ""}, {"5", ""}, {"", "invalid_json"}, {"6", "unknown_type"}, {"7", ""},
+	}
+	for _, w := range want {
+		var r reply
+		if err := json.Unmarshal(c.next(), &r); err != nil {
+			t.Fatal(err)
+		}
+		code := ""
+		if r.S != nil && *r.S != 0 {
+			code = r.errorCode()
+		}
+		if got := strings.Trim(string(r.RefID), `"`); got != w.refid || code != w.code {
+			t.Fatalf("got a reply to %q with error %q, want one to %q with error %q", got, code, w.refid, w.code)
+		}
+	}
+	// Only the latest ping needs an answer (RFC 6455 §5.5.3): "a" may have been answered by "b"'s pong.
+	for got := ""; got != "b"; {
+		select {
+		case got = <-pongs:
+			if got != "a" && got != "b" {
+				t.Fatalf("got pong %q, want \"a\" or \"b\"", got)
+			}
+		case <-time.After(waitLimit):
+			t.Fatal(`no pong to ping "b"`)
+		}
 	}
 }

@@ -640,14 +640,18 @@ func (h hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return conn, brw, err
 	}
 	chunked := newChunkedConn(conn)
-	if chunked != conn && brw.Reader.Buffered() == 0 {
+	if c, ok := chunked.(*chunkedConn); ok && brw.Reader.Buffered() == 0 {
+		// gorilla reads frames through the reader it is handed (the upgrader sets no ReadBufferSize, and this one
+		// is over its 256-byte floor), so the session may read small frames from it too.
 		brw.Reader = bufio.NewReaderSize(chunked, frameReadBuffer)
+		c.frames = brw.Reader
 	}
 	return chunked, brw, nil
 }
 
 // frameReadBuffer is the size of each socket's frame reader: more than gorilla's 256-byte floor for reusing it,
-// room for any frame header and control frame (at most 14 and 125 bytes, RFC 6455 §5.2, §5.5).
+// room for any frame header and control frame (at most 14 and 125 bytes, RFC 6455 §5.2, §5.5), and the largest
+// frame the session reads without gorilla (a publish of a few hundred bytes).
 const frameReadBuffer = 1024
 
 // Cleanup closes every connection and then releases the pooled Kafka clients. On exit it closes them at once (1001
@@ -720,4 +724,5 @@ var (
 	_ caddy.CleanerUpper          = (*Handler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 	_ http.Hijacker               = hijacker{}
+	_ bridge.FrameReaderConn      = (*chunkedConn)(nil)
 )

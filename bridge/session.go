@@ -1,10 +1,12 @@
 package bridge
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -248,19 +250,36 @@ var readBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 const keptReadBuffer = 64 << 10
 
 func (s *Session) readLoop() (requests uint64) {
+	// The connection's reader, when the loop may read small frames from it itself rather than through gorilla.
+	var frames *bufio.Reader
+	if fc, ok := s.conn.NetConn().(FrameReaderConn); ok {
+		frames = fc.FrameReader()
+	}
 	for {
-		// Binary frames are read like text: the original parsed whatever arrived as JSON.
 		s.handling.Store(false)
-		_, r, err := s.conn.NextReader()
-		buf := readBuffers.Get().(*bytes.Buffer)
-		if err == nil {
-			_, err = buf.ReadFrom(r)
+		var frame []byte
+		var small int // the bytes of a small frame, read without gorilla, to discard once handled
+		var buf *bytes.Buffer
+		var err error
+		if frames != nil {
+			frame, small, err = readSmallFrame(frames, s.hub.cfg.Limits.MaxFrameBytes)
+		}
+		if small == 0 && err == nil {
+			// Binary frames are read like text: the original parsed whatever arrived as JSON.
+			var r io.Reader
+			_, r, err = s.conn.NextReader()
+			buf = readBuffers.Get().(*bytes.Buffer)
+			if err == nil {
+				_, err = buf.ReadFrom(r)
+			}
+			frame = buf.Bytes()
 		}
 		s.handling.Store(true)
-		frame := buf.Bytes()
 		s.touch()
 		if err != nil {
-			giveReadBuffer(buf)
+			if buf != nil {
+				giveReadBuffer(buf)
+			}
 			// A close frame was recorded by the close handler; any other error after the server's close frame is
 			// the end of the wait for the peer's. Otherwise the socket failed and gets no close frame.
 			var closeErr *websocket.CloseError
@@ -274,7 +293,11 @@ func (s *Session) readLoop() (requests uint64) {
 		metrics.framesIn.Inc()
 		metrics.bytesIn.Add(float64(len(frame)))
 		s.handle(frame)
-		giveReadBuffer(buf)
+		if small > 0 {
+			_, _ = frames.Discard(small) // the frame's bytes are buffered: discarding them cannot fail
+		} else {
+			giveReadBuffer(buf)
+		}
 	}
 }
 

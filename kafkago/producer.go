@@ -123,7 +123,22 @@ func (p *producer) chunks(records []bridge.Record, indexes []int) [][]int {
 func (p *producer) send(ctx context.Context, topic string, partition int, records []bridge.Record, indexes []int, results []error) {
 	var produce func(context.Context) (*kafka.ProduceResponse, error)
 	if p.compression == 0 {
-		produce = p.uncompressed(topic, partition, records, indexes)
+		set := recordSets.Get().(*[]byte)
+		*set = appendRecordSet((*set)[:0], records, indexes)
+		// An attempt that failed may have left its request to kafka-go's connection goroutine, still writing the
+		// set: only a set every attempt of which was answered is free for another request.
+		answered := true
+		defer func() {
+			if answered && cap(*set) <= keptRecordSet {
+				recordSets.Put(set)
+			}
+		}()
+		uncompressed := p.uncompressed(topic, partition, *set)
+		produce = func(ctx context.Context) (*kafka.ProduceResponse, error) {
+			res, err := uncompressed(ctx)
+			answered = answered && err == nil
+			return res, err
+		}
 	} else {
 		produce = p.compressed(topic, partition, records, indexes)
 	}
@@ -160,10 +175,18 @@ func (p *producer) send(ctx context.Context, topic string, partition int, record
 	}
 }
 
-// uncompressed returns what sends the records at indexes as a RawProduce request, encoded once, here, and sent as
-// they are by every attempt.
-func (p *producer) uncompressed(topic string, partition int, records []bridge.Record, indexes []int) func(context.Context) (*kafka.ProduceResponse, error) {
-	set := appendRecordSet(nil, records, indexes)
+// recordSets lends send the buffers record sets are encoded into, from the encoding until Kafka has answered. A
+// set copies every value published: encoding each into new memory was 38% of the bytes Caddy allocated in the
+// produce benchmark, more than the decoded values themselves, and the collector ran that much more often.
+var recordSets = sync.Pool{New: func() any { return new([]byte) }}
+
+// keptRecordSet is the largest set buffer given back to recordSets. A request holds at most max_message_bytes (1 MiB
+// by default) of records: a set encoded under a larger setting is left to the collector.
+const keptRecordSet = 2 << 20
+
+// uncompressed returns what sends set, a record set appendRecordSet encoded once, as a RawProduce request, sent as
+// it is by every attempt.
+func (p *producer) uncompressed(topic string, partition int, set []byte) func(context.Context) (*kafka.ProduceResponse, error) {
 	return func(ctx context.Context) (*kafka.ProduceResponse, error) {
 		return p.client.RawProduce(ctx, &kafka.RawProduceRequest{
 			Topic: topic, Partition: partition, RequiredAcks: p.acks,
