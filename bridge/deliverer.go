@@ -164,7 +164,7 @@ func (d *deliverer) deliver(ctx context.Context) bool {
 	written := func() { d.markWritten(next); count() }
 	if sent != nil {
 		// Awaiting acknowledgement from now, not from when the writer is done: the client may acknowledge the
-		// moment it reads the frame, before the writer goroutine has moved on.
+		// moment it reads the frame, before whoever wrote it has moved on.
 		d.mu.Lock()
 		d.unacked = append(d.unacked, sent...)
 		d.mu.Unlock()
@@ -209,7 +209,8 @@ type partitionOffset struct {
 	offset    int64
 }
 
-// markWritten runs on the writer goroutine once a frame is on the socket; it must not block.
+// markWritten runs once a frame is on the socket, on whichever goroutine wrote it (the session's writer, or this
+// deliverer inside sendCtx when the socket was idle: see writeThrough); it must not block.
 func (d *deliverer) markWritten(next []partitionOffset) {
 	d.mu.Lock()
 	for _, n := range next {
@@ -220,7 +221,7 @@ func (d *deliverer) markWritten(next []partitionOffset) {
 	d.signal()
 }
 
-// frameWritten runs on the writer goroutine once a client-commit frame is on the socket.
+// frameWritten runs once a client-commit frame is on the socket, on whichever goroutine wrote it (as markWritten).
 func (d *deliverer) frameWritten() {
 	d.inflight.Add(-1)
 	d.signal()
