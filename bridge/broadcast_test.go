@@ -3,6 +3,10 @@ package bridge
 import (
 	"context"
 	"reflect"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -118,4 +122,40 @@ func TestBroadcastStreamReadsEveryPartition(t *testing.T) {
 	if got := b.ReadersStarted(); got != 3 {
 		t.Errorf("readers started %d, want one per partition", got)
 	}
+}
+
+// A fan-out calls every member once, and only then returns, however many goroutines share it.
+func TestFanOutDeliversEveryMemberOnce(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4)) // more CPUs than the machine may have: 4 chunks at most
+	for _, n := range []int{0, 1, fanOutChunk - 1, 2 * fanOutChunk, 2*fanOutChunk + 1, 3*fanOutChunk + 7, 10 * fanOutChunk} {
+		members := make([]*member, n)
+		index := make(map[*member]int, n)
+		for i := range members {
+			members[i] = &member{}
+			index[members[i]] = i
+		}
+		calls := make([]atomic.Int32, n)
+		var goroutines sync.Map
+		fanOut(members, func(m *member) {
+			calls[index[m]].Add(1)
+			goroutines.Store(goroutineID(), true)
+		})
+		for i := range calls {
+			if got := calls[i].Load(); got != 1 {
+				t.Fatalf("%d members: member %d delivered %d times, want once (after fanOut returned)", n, i, got)
+			}
+		}
+		used := 0
+		goroutines.Range(func(any, any) bool { used++; return true })
+		if want := max(1, min(4, n/fanOutChunk)); n > 0 && used != want {
+			t.Errorf("%d members: delivered on %d goroutines, want %d", n, used, want)
+		}
+	}
+}
+
+// goroutineID is the calling goroutine's number, from its stack's first line ("goroutine 7 [running]:").
+func goroutineID() string {
+	buf := make([]byte, 64)
+	buf = buf[:runtime.Stack(buf, false)]
+	return strings.Fields(string(buf))[1]
 }
