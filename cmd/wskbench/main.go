@@ -169,7 +169,7 @@ func main() {
 	flag.StringVar(&curveRates, "curve-rates", "10,30,100,300", "curves: record rates of the sweep against the rate")
 	flag.IntVar(&cfg.curveRateSubs, "curve-rate-subs", 1000, "curves: subscribers of the sweep against the rate")
 	flag.DurationVar(&cfg.curveDuration, "curve-d", 10*time.Second, "curves: how long the producer runs at each point")
-	flag.StringVar(&cfg.scaleProfile, "scale-profile", "", "scale: write CPU profiles of the first Caddy to <this>-idle.pprof (the idle window) and <this>-deliver.pprof (while the producer runs), its heap, goroutines and memstats once subscribed to <this>-heap.pprof, <this>-goroutine.pprof and <this>-vars.json")
+	flag.StringVar(&cfg.scaleProfile, "scale-profile", "", "scale: write CPU profiles of the first Caddy to <this>-idle.pprof (the idle window) and <this>-deliver.pprof (while the producer runs), its heap, goroutines and memstats once subscribed to <this>-heap.pprof, <this>-goroutine.pprof and <this>-vars.json; the first tool worker's CPU while it reads the records to <this>-worker.pprof")
 	flag.StringVar(&cfg.peerProfile, "peer-profile", "", "peer: write a CPU profile of Caddy during wskafka's first peer run here")
 	flag.Parse()
 

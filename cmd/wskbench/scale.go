@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"syscall"
@@ -146,7 +147,11 @@ func (b *bench) scaleRun(ctx context.Context, total int) (*scaleResult, error) {
 			n := min(share, perWorker)
 			share -= n
 			src := sourceAddrs{base: base, perAddr: 1}.of(len(workers)).(*net.TCPAddr).IP
-			w, err := b.startWorker(ctx, self, c.url("/ws0"), topic, src, n, len(workers))
+			profile := ""
+			if len(workers) == 0 && b.cfg.scaleProfile != "" {
+				profile = b.cfg.scaleProfile + "-worker.pprof"
+			}
+			w, err := b.startWorker(ctx, self, c.url("/ws0"), topic, src, n, len(workers), profile)
 			if err != nil {
 				return nil, err
 			}
@@ -295,11 +300,12 @@ func (b *bench) scaleRun(ctx context.Context, total int) (*scaleResult, error) {
 	return res, nil
 }
 
-// startWorker starts this binary as a worker holding n sockets to url, bound to src.
-func (b *bench) startWorker(ctx context.Context, self, url, topic string, src net.IP, n, index int) (*scaleWorker, error) {
+// startWorker starts this binary as a worker holding n sockets to url, bound to src, recording its CPU profile
+// while it reads the records to profile (when not empty).
+func (b *bench) startWorker(ctx context.Context, self, url, topic string, src net.IP, n, index int, profile string) (*scaleWorker, error) {
 	w := &scaleWorker{out: filepath.Join(b.dir, fmt.Sprintf("worker-%d.latencies", index)), sockets: n}
 	w.cmd = exec.CommandContext(ctx, self, "-scale-worker", "-worker-url", url, "-worker-n", fmt.Sprint(n),
-		"-worker-src", src.String(), "-worker-out", w.out, "-worker-topic", topic)
+		"-worker-src", src.String(), "-worker-out", w.out, "-worker-topic", topic, "-worker-profile", profile)
 	w.cmd.Stderr = os.Stderr
 	w.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	var err error
@@ -348,6 +354,7 @@ func runWorker(args []string) error {
 	src := fs.String("worker-src", "", "the source address to bind")
 	out := fs.String("worker-out", "", "where the latencies go")
 	topic := fs.String("worker-topic", "", "the topic to subscribe to")
+	profile := fs.String("worker-profile", "", "where the CPU profile of reading the records goes (empty: none)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -356,8 +363,7 @@ func runWorker(args []string) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), scaleSubscribeTimeout)
 	defer cancel()
-	ep := endpoint{name: "wskafka", url: *url, subscribe: func(c *wsConn) error { return c.subscribe(*topic, "", true) }}
-	set, err := subscribeSet(ctx, ep, *n, 64, sourceAddrs{base: net.ParseIP(*src), perAddr: *n + 1})
+	set, err := subscribePolled(ctx, *url, *topic, *n, 64, sourceAddrs{base: net.ParseIP(*src), perAddr: *n + 1})
 	if err != nil {
 		return err
 	}
@@ -371,12 +377,23 @@ func runWorker(args []string) error {
 		set.close()
 		return fmt.Errorf("%q: %w", in.Text(), err)
 	}
+	if *profile != "" {
+		f, err := os.Create(*profile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+	}
 	set.expect(perSocket * int64(*n))
 	select {
 	case <-set.allIn:
 	case <-time.After(time.Until(time.Unix(0, deadline))):
 	}
-	set.close() // the readers stopped: their latencies are final
+	pprof.StopCPUProfile() // nothing when not started
+	set.close()            // the readers stopped: their latencies are final
 	set.warning()
 	all := slices.Concat(set.perConn...)
 	buf := make([]byte, 0, 8*len(all))

@@ -159,6 +159,8 @@ type subscriberSet struct {
 	readers   sync.WaitGroup
 	failure   atomic.Value
 	subscribe time.Duration // from the first subscribe sent to the last reply
+	// closeConns closes the sockets, which ends the readers; nil: closeAll(conns).
+	closeConns func()
 }
 
 // subscribeSet dials n sockets to the endpoint (parallel at a time, bound to src), runs the handshake and the
@@ -228,20 +230,25 @@ func (s *subscriberSet) read(i int, c *wsConn) {
 				continue // the ping alone
 			}
 		}
-		s.frames.Add(1)
-		n, err := markedStamps(frame, func(sent int64) {
-			s.perConn[i] = append(s.perConn[i], time.Duration(now-sent))
-		})
-		if err != nil {
-			s.failure.CompareAndSwap(nil, fmt.Errorf("%s socket %d: %w in %.200s", s.ep.name, i, err, frame))
-		}
-		if n == 0 {
-			continue
-		}
-		s.last.Store(now)
-		if want := s.want.Load(); s.delivered.Add(int64(n)) >= want && want > 0 {
-			s.allInOnce.Do(func() { close(s.allIn) })
-		}
+		s.frame(i, frame, now)
+	}
+}
+
+// frame counts the deliveries in a frame socket i read at now (ns).
+func (s *subscriberSet) frame(i int, frame []byte, now int64) {
+	s.frames.Add(1)
+	n, err := markedStamps(frame, func(sent int64) {
+		s.perConn[i] = append(s.perConn[i], time.Duration(now-sent))
+	})
+	if err != nil {
+		s.failure.CompareAndSwap(nil, fmt.Errorf("%s socket %d: %w in %.200s", s.ep.name, i, err, frame))
+	}
+	if n == 0 {
+		return
+	}
+	s.last.Store(now)
+	if want := s.want.Load(); s.delivered.Add(int64(n)) >= want && want > 0 {
+		s.allInOnce.Do(func() { close(s.allIn) })
 	}
 }
 
@@ -256,7 +263,11 @@ func (s *subscriberSet) expect(want int64) {
 // close closes every socket and waits for the readers.
 func (s *subscriberSet) close() {
 	s.closing.Store(true)
-	closeAll(s.conns)
+	if s.closeConns != nil {
+		s.closeConns()
+	} else {
+		closeAll(s.conns)
+	}
 	s.readers.Wait()
 }
 
