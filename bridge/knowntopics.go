@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"sync"
@@ -17,13 +18,21 @@ import (
 // subscribed before the delete).
 const knownTopicsTTL = 2 * time.Second
 
+// knownTopicsStale is how long a topic found stays known when Kafka cannot answer the check (unavailable or
+// timed out). A storm of subscribes across many instances on a starved machine can keep a broker's new
+// connections past connect_timeout; refusing every client to a topic that existed within the minute, as if Kafka
+// were gone, would make them all retry and feed the storm. The subscription still needs Kafka on its own: a group
+// joins it, a broadcast stream not yet running reads the topic's partitions, and their errors are replied.
+const knownTopicsStale = time.Minute
+
 // knownTopicsPrune is the size of the cache above which expired entries are swept on insert; only topics that
 // exist enter it, so it stays as small as the cluster's topic list.
 const knownTopicsPrune = 1024
 
 // knownTopics answers a subscribe's question "which of these topics do not exist?". Topics found are remembered
-// for knownTopicsTTL; concurrent questions about the same topics share one metadata request. A topic not found
-// is asked about again next time: it may just have been created.
+// for knownTopicsTTL, and for knownTopicsStale while Kafka cannot answer; concurrent questions about the same
+// topics share one metadata request. A topic not found is asked about again next time: it may just have been
+// created.
 type knownTopics struct {
 	admin   Admin
 	timeout time.Duration // bounds the shared request, which outlives any one caller's context
@@ -69,6 +78,10 @@ func (k *knownTopics) missing(ctx context.Context, names []string) ([]string, er
 	select {
 	case res := <-answer:
 		if res.Err != nil {
+			unreachable := errors.Is(res.Err, ErrKafkaUnavailable) || errors.Is(res.Err, ErrKafkaTimeout)
+			if unreachable && k.seenWithin(unsure, knownTopicsStale) {
+				return nil, nil
+			}
 			return nil, res.Err
 		}
 		found = res.Val.(map[string][]PartitionInfo)
@@ -84,13 +97,26 @@ func (k *knownTopics) missing(ctx context.Context, names []string) ([]string, er
 	return missing, nil
 }
 
+// seenWithin reports whether Kafka said, within the last d, that every one of names exists.
+func (k *knownTopics) seenWithin(names []string, d time.Duration) bool {
+	now := time.Now()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, name := range names {
+		if at, ok := k.seen[name]; !ok || now.Sub(at) >= d {
+			return false
+		}
+	}
+	return true
+}
+
 func (k *knownTopics) remember(found map[string][]PartitionInfo) {
 	now := time.Now()
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if len(k.seen)+len(found) > knownTopicsPrune {
 		for name, at := range k.seen {
-			if now.Sub(at) >= knownTopicsTTL {
+			if now.Sub(at) >= knownTopicsStale {
 				delete(k.seen, name)
 			}
 		}

@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -17,10 +18,14 @@ type countingAdmin struct {
 	exists   map[string]bool
 	requests atomic.Int32
 	gate     chan struct{}
+	fail     error // every request's error when set
 }
 
 func (a *countingAdmin) Topics(ctx context.Context, names []string) (map[string][]PartitionInfo, error) {
 	a.requests.Add(1)
+	if a.fail != nil {
+		return nil, a.fail
+	}
 	if a.gate != nil {
 		select {
 		case <-a.gate:
@@ -104,4 +109,43 @@ func TestKnownTopicsCallerLeaves(t *testing.T) {
 			t.Fatalf("got %v missing, want none", m)
 		}
 	})
+}
+
+// While Kafka cannot answer, a topic found within knownTopicsStale is still known, one never found or found
+// longer ago is an error; an answer that is not about reaching Kafka is never covered up.
+func TestKnownTopicsStaleWhileUnreachable(t *testing.T) {
+	denied := errors.New("not authorized")
+	tests := []struct {
+		name    string
+		after   time.Duration // since "a" was found
+		topics  []string
+		fail    error
+		wantErr error
+	}{
+		{name: "unavailable, found a moment ago", after: knownTopicsTTL, topics: []string{"a"}, fail: ErrKafkaUnavailable},
+		{name: "timed out, found a moment ago", after: knownTopicsTTL, topics: []string{"a"}, fail: ErrKafkaTimeout},
+		{name: "unavailable, found too long ago", after: knownTopicsStale, topics: []string{"a"}, fail: ErrKafkaUnavailable, wantErr: ErrKafkaUnavailable},
+		{name: "unavailable, one never found", after: knownTopicsTTL, topics: []string{"a", "b"}, fail: ErrKafkaUnavailable, wantErr: ErrKafkaUnavailable},
+		{name: "another error", after: knownTopicsTTL, topics: []string{"a"}, fail: denied, wantErr: denied},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				admin := &countingAdmin{exists: map[string]bool{"a": true, "b": true}}
+				known := newKnownTopics(admin, time.Minute)
+				if _, err := known.missing(t.Context(), []string{"a"}); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(tt.after)
+				admin.fail = tt.fail
+				missing, err := known.missing(t.Context(), tt.topics)
+				if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil && err != nil) || len(missing) != 0 {
+					t.Fatalf("got %v, %v; want no missing topics and error %v", missing, err, tt.wantErr)
+				}
+				if admin.requests.Load() != 2 {
+					t.Fatalf("got %d metadata requests, want 2: Kafka is asked every time", admin.requests.Load())
+				}
+			})
+		})
+	}
 }

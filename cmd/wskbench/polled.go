@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -71,6 +72,7 @@ func subscribePolled(ctx context.Context, rawURL, topic string, n, parallel int,
 	s := &subscriberSet{ep: endpoint{name: "wskafka", url: rawURL}, perConn: make([][]time.Duration, n), allIn: make(chan struct{})}
 	s.closeConns = p.close
 	sockets := make([]*polledSocket, n)
+	retried := &codeCounts{counts: map[string]int{}}
 	errs := make(chan error, n)
 	sem := make(chan struct{}, parallel)
 	var wg sync.WaitGroup
@@ -82,7 +84,7 @@ func subscribePolled(ctx context.Context, rawURL, topic string, n, parallel int,
 		}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			ps, err := dialSubscribed(ctx, u, src.of(i), maskedFrames(subscribe, 1))
+			ps, err := dialSubscribed(ctx, u, src.of(i), maskedFrames(subscribe, 1), retried)
 			if err != nil {
 				errs <- fmt.Errorf("wskafka subscriber %d: %w", i, err)
 				return
@@ -93,6 +95,7 @@ func subscribePolled(ctx context.Context, rawURL, topic string, n, parallel int,
 	}
 	wg.Wait()
 	s.subscribe = time.Since(start)
+	s.retried = retried.counts
 	close(errs)
 	for _, ps := range sockets {
 		if ps != nil {
@@ -124,10 +127,27 @@ func subscribePolled(ctx context.Context, rawURL, topic string, n, parallel int,
 	return s, nil
 }
 
+// codeCounts counts subscribes refused and tried again, by error code.
+type codeCounts struct {
+	mu     sync.Mutex
+	counts map[string]int
+}
+
+func (c *codeCounts) add(code string) {
+	c.mu.Lock()
+	c.counts[code]++
+	c.mu.Unlock()
+}
+
+// retryableCodes are the refusals a client tries again after a pause (up to subscribeTries in all), as the
+// reload scenario's clients do: Kafka was slow to answer, not wrong.
+var retryableCodes = []string{"kafka_unavailable", "kafka_timeout"}
+
 // dialSubscribed dials u from local, upgrades the connection to WebSocket and sends subscribe, waiting for its
-// reply (answering pings meanwhile); it returns a duplicate of the connection's descriptor, which the Go runtime
-// does not poll, with the bytes read past the reply.
-func dialSubscribed(ctx context.Context, u *url.URL, local net.Addr, subscribe []byte) (*polledSocket, error) {
+// reply (answering pings meanwhile, and sending it again after a retryable refusal, counted in retried); it
+// returns a duplicate of the connection's descriptor, which the Go runtime does not poll, with the bytes read
+// past the reply.
+func dialSubscribed(ctx context.Context, u *url.URL, local net.Addr, subscribe []byte, retried *codeCounts) (*polledSocket, error) {
 	conn, err := (&net.Dialer{Timeout: 10 * time.Second, LocalAddr: local}).DialContext(ctx, "tcp", u.Host)
 	if err != nil {
 		return nil, fmt.Errorf("dialing %s: %w", u.Host, err)
@@ -152,7 +172,7 @@ func dialSubscribed(ctx context.Context, u *url.URL, local net.Addr, subscribe [
 		return nil, err
 	}
 	var buf []byte
-	for {
+	for try := 1; ; {
 		chunk := make([]byte, 4096)
 		n, err := br.Read(chunk)
 		if err != nil {
@@ -178,8 +198,24 @@ func dialSubscribed(ctx context.Context, u *url.URL, local net.Addr, subscribe [
 				if err := json.Unmarshal(f.payload, &r); err != nil {
 					return nil, fmt.Errorf("the subscribe reply: %w: %s", err, f.payload)
 				}
-				if string(r.RefID) != "1" || r.S != 0 {
-					return nil, fmt.Errorf("the subscribe failed: %s", f.payload)
+				if string(r.RefID) != "1" {
+					return nil, fmt.Errorf("a frame before the subscribe reply: %s", f.payload)
+				}
+				if r.S != 0 {
+					var refusal struct {
+						Code string `json:"code"`
+					}
+					_ = json.Unmarshal(r.P, &refusal) // no code: not retryable
+					if try == subscribeTries || !slices.Contains(retryableCodes, refusal.Code) {
+						return nil, fmt.Errorf("the subscribe failed: %s", f.payload)
+					}
+					try++
+					retried.add(refusal.Code)
+					time.Sleep(time.Second)
+					if _, err := conn.Write(subscribe); err != nil {
+						return nil, err
+					}
+					continue
 				}
 				if br.Buffered() > 0 {
 					rest, _ := br.Peek(br.Buffered()) // buffered: cannot fail

@@ -82,7 +82,8 @@ func stampedNotif(now time.Time) []byte {
 // split over reads and larger than 125 bytes, and answers the server's ping; a refused subscribe is an error.
 func TestSubscribePolled(t *testing.T) {
 	pongs := make(chan string, 1)
-	var refuse atomic.Bool
+	var refuse, busy atomic.Bool
+	busy.Store(true) // the first subscribe is refused as Kafka being slow, and tried again
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
 		if err != nil {
@@ -95,8 +96,15 @@ func TestSubscribePolled(t *testing.T) {
 			return
 		}
 		raw := c.NetConn()
+		if busy.CompareAndSwap(true, false) {
+			_ = c.WriteMessage(websocket.TextMessage, []byte(`{"refid":1,"s":1,"p":{"code":"kafka_unavailable","message":"slow"}}`))
+			if _, again, err := c.ReadMessage(); err != nil || string(again) != string(req) {
+				t.Errorf("the subscribe again: %s (%v)", again, err)
+				return
+			}
+		}
 		if refuse.Load() {
-			_, _ = raw.Write(serverFrameOf(opText, []byte(`{"refid":1,"s":1,"p":"no such topic"}`)))
+			_, _ = raw.Write(serverFrameOf(opText, []byte(`{"refid":1,"s":1,"p":{"code":"unknown_topic","message":"no such topic"}}`)))
 			return
 		}
 		c.SetPongHandler(func(data string) error { pongs <- data; return nil })
@@ -133,6 +141,9 @@ func TestSubscribePolled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if got := fmtCodes(set.retried); got != "kafka_unavailable 1" {
+		t.Errorf("retried %s, want kafka_unavailable 1", got)
+	}
 	set.expect(4)
 	select {
 	case <-set.allIn:
@@ -158,5 +169,23 @@ func TestSubscribePolled(t *testing.T) {
 	refuse.Store(true)
 	if _, err := subscribePolled(ctx, url, "t", 1, 1, sourceAddrs{}); err == nil || !strings.Contains(err.Error(), "no such topic") {
 		t.Errorf("a refused subscribe: got %v, want its reason", err)
+	}
+}
+
+// The counts the workers print come back as they were, summed over workers.
+func TestAddCodes(t *testing.T) {
+	counts := map[string]int{}
+	for _, printed := range []string{"none", fmtCodes(map[string]int{"kafka_timeout": 2, "kafka_unavailable": 5}), "kafka_timeout 1"} {
+		if err := addCodes(counts, printed); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := fmtCodes(counts); got != "kafka_timeout 3, kafka_unavailable 5" {
+		t.Errorf("got %s", got)
+	}
+	for _, bad := range []string{"", "kafka_timeout", "kafka_timeout x", "a 1,b 2"} {
+		if err := addCodes(map[string]int{}, bad); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -38,8 +39,9 @@ type scaleResult struct {
 	idleCPU       time.Duration // the Caddies' CPU over idleWindow with every socket subscribed and no record
 	idleWindow    time.Duration
 	perDelivery   time.Duration
-	toolCPU       time.Duration // the workers' CPU while the producer ran
-	subscribeTime time.Duration // from the first worker started to the last subscribed
+	toolCPU       time.Duration  // the workers' CPU while the producer ran
+	subscribeTime time.Duration  // from the first worker started to the last subscribed
+	retried       map[string]int // subscribes refused and tried again, by error code
 	load, loadEnd float64
 }
 
@@ -168,13 +170,22 @@ func (b *bench) scaleRun(ctx context.Context, total int) (*scaleResult, error) {
 		"%d tool worker processes (at most %d sockets each), worker i binding its sockets to source address %s + i (%s)\n",
 		total, res.caddies, perCaddy, fileLimit(), res.workers, perWorker, scaleSourceBase, res.sources)
 	// Every worker subscribed: each prints one line when its share is.
+	res.retried = map[string]int{}
 	for i, w := range workers {
-		if err := w.expectLine("subscribed"); err != nil {
+		line, err := w.line()
+		if err != nil {
+			return nil, fmt.Errorf("worker %d: %w", i, err)
+		}
+		_, retried, ok := strings.Cut(line, "; retried ")
+		if !strings.HasPrefix(line, "subscribed") || !ok {
+			return nil, fmt.Errorf("worker %d: %q, want subscribed", i, line)
+		}
+		if err := addCodes(res.retried, retried); err != nil {
 			return nil, fmt.Errorf("worker %d: %w", i, err)
 		}
 	}
 	res.subscribeTime = time.Since(started)
-	fmt.Printf("  all %d subscribed in %v\n", total, res.subscribeTime.Round(time.Millisecond))
+	fmt.Printf("  all %d subscribed in %v; subscribes retried: %s\n", total, res.subscribeTime.Round(time.Millisecond), fmtCodes(res.retried))
 	time.Sleep(peerSettle)
 	for i, c := range caddies {
 		rss, err := testkit.ResidentBytes(c.Pid())
@@ -333,17 +344,6 @@ func (w *scaleWorker) line() (string, error) {
 	return w.lines.Text(), nil
 }
 
-func (w *scaleWorker) expectLine(prefix string) error {
-	line, err := w.line()
-	if err != nil {
-		return err
-	}
-	if !strings.HasPrefix(line, prefix) {
-		return fmt.Errorf("%q, want %s", line, prefix)
-	}
-	return nil
-}
-
 // runWorker is the tool as a scale worker (-scale-worker): it subscribes its sockets, says "subscribed", waits for
 // "expect <records per socket> <deadline ns>" on stdin, reads until every record arrived or the deadline, writes
 // every latency (int64 ns, little endian) to -worker-out and says "done <delivered> <closed by the server>".
@@ -367,7 +367,7 @@ func runWorker(args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("subscribed %d in %v\n", *n, set.subscribe)
+	fmt.Printf("subscribed %d in %v; retried %s\n", *n, set.subscribe, fmtCodes(set.retried))
 	in := bufio.NewScanner(os.Stdin)
 	if !in.Scan() {
 		return errors.New("no expect line")
@@ -404,6 +404,22 @@ func runWorker(args []string) error {
 		return err
 	}
 	fmt.Printf("done %d %d\n", len(all), set.closed.Load())
+	return nil
+}
+
+// addCodes adds counts printed by fmtCodes ("kafka_timeout 2, kafka_unavailable 5" or "none") to counts.
+func addCodes(counts map[string]int, printed string) error {
+	if printed == "none" {
+		return nil
+	}
+	for _, item := range strings.Split(printed, ", ") {
+		name, n, ok := strings.Cut(item, " ")
+		v, err := strconv.Atoi(n)
+		if !ok || err != nil {
+			return fmt.Errorf("counts %q: %q is no name and number", printed, item)
+		}
+		counts[name] += v
+	}
 	return nil
 }
 
@@ -445,6 +461,6 @@ func (b *bench) scaleRows(row func(scenario, figure, result, target string)) {
 		row(name, "idle CPU (every socket subscribed, no record), per Caddy", fmt.Sprintf("%s in %v (%.2f%% of a core)", fmtDur(perCaddy), r.idleWindow, 100*perCaddy.Seconds()/r.idleWindow.Seconds()),
 			b.issueTarget(fmt.Sprintf("many sockets, %d: idle CPU", r.sockets), perCaddy <= r.idleWindow/100, "nil (≤ 1% of a core per instance)", fmt.Sprintf("%s in %v per Caddy", fmtDur(perCaddy), r.idleWindow)))
 		row(name, "Caddy CPU per delivery; the tool's CPU", fmt.Sprintf("%s; %s", fmtDur(r.perDelivery), fmtDur(r.toolCPU)), "")
-		row(name, "all subscribed in", fmtDur(r.subscribeTime), "")
+		row(name, "all subscribed in; subscribes retried", fmtDur(r.subscribeTime)+"; "+fmtCodes(r.retried), "")
 	}
 }

@@ -158,7 +158,8 @@ type subscriberSet struct {
 	allInOnce sync.Once
 	readers   sync.WaitGroup
 	failure   atomic.Value
-	subscribe time.Duration // from the first subscribe sent to the last reply
+	subscribe time.Duration  // from the first subscribe sent to the last reply
+	retried   map[string]int // subscribes refused and tried again, by error code
 	// closeConns closes the sockets, which ends the readers; nil: closeAll(conns).
 	closeConns func()
 }
