@@ -152,7 +152,7 @@ func dialSubscribed(ctx context.Context, u *url.URL, local net.Addr, subscribe [
 	if err != nil {
 		return nil, fmt.Errorf("dialing %s: %w", u.Host, err)
 	}
-	defer conn.Close()                                 // the duplicate keeps the socket
+	defer func() { _ = conn.Close() }()                // the duplicate keeps the socket
 	_ = conn.SetDeadline(time.Now().Add(replyTimeout)) // a failed deadline shows as the next I/O failing
 	var key [16]byte
 	_, _ = rand.Read(key[:]) // never fails

@@ -377,13 +377,12 @@ func runWorker(args []string) error {
 		set.close()
 		return fmt.Errorf("%q: %w", in.Text(), err)
 	}
+	var profileFile *os.File
 	if *profile != "" {
-		f, err := os.Create(*profile)
-		if err != nil {
+		if profileFile, err = os.Create(*profile); err != nil {
 			return err
 		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
+		if err := pprof.StartCPUProfile(profileFile); err != nil {
 			return err
 		}
 	}
@@ -392,8 +391,13 @@ func runWorker(args []string) error {
 	case <-set.allIn:
 	case <-time.After(time.Until(time.Unix(0, deadline))):
 	}
-	pprof.StopCPUProfile() // nothing when not started
-	set.close()            // the readers stopped: their latencies are final
+	if profileFile != nil {
+		pprof.StopCPUProfile()
+		if err := profileFile.Close(); err != nil {
+			return err
+		}
+	}
+	set.close() // the readers stopped: their latencies are final
 	set.warning()
 	all := slices.Concat(set.perConn...)
 	buf := make([]byte, 0, 8*len(all))
