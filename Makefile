@@ -45,13 +45,11 @@ test-client: build
 
 test: test-fast test-kafka test-e2e test-client
 
-# A bounded run of every protocol fuzz target; crashers land in protocol/testdata/fuzz and become regression cases.
+# A bounded run of every protocol fuzz target; crashers land in protocol/testdata/fuzz and become regression cases
+# (scripts/fuzz says how it tells them from a race in Go 1.26's fuzzing coordinator).
 FUZZTIME ?= 20s
 fuzz:
-	@for target in $$($(GO) test -list '^Fuzz' ./protocol/ | grep '^Fuzz'); do \
-		echo "fuzz: $$target for $(FUZZTIME)"; \
-		$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) ./protocol/ || exit 1; \
-	done
+	GO=$(GO) FUZZTIME=$(FUZZTIME) scripts/fuzz
 
 # The benchmarks of BENCHMARKS.md (not tests: nothing in `make test` depends on timing). The in-process broker by
 # default, KAFKA_BROKERS for a real one (KAFKA_VERSION names it in the results; the group-per-subscriber fan-out
