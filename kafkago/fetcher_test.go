@@ -42,6 +42,13 @@ func newFetchEnv(t *testing.T, brokers, partitions int, maxWait time.Duration) *
 		t.Fatal(err)
 	}
 	t.Cleanup(cluster.Close)
+	// kfake picks each partition's leader at random, which put all six on one of three brokers in a CI run: the
+	// partitions go round the brokers instead, so that a test with several brokers always has several leaders.
+	for p := range partitions {
+		if err := cluster.MoveTopicPartition(fetchTopic, int32(p), int32(p%brokers)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	e := &fetchEnv{cluster: cluster}
 	cluster.ControlKey(int16(kmsg.Fetch), func(req kmsg.Request) (kmsg.Response, error, bool) {
 		cluster.KeepControl()
