@@ -144,7 +144,8 @@ func (c *codeCounts) add(code string) {
 var retryableCodes = []string{"kafka_unavailable", "kafka_timeout"}
 
 // dialSubscribed dials u from local, upgrades the connection to WebSocket and sends subscribe, waiting for its
-// reply (answering pings meanwhile, and sending it again after a retryable refusal, counted in retried); it
+// reply (by hand rather than with gorilla, whose Conn keeps in its buffer what arrived behind the reply and cannot
+// hand the socket over with it) (answering pings meanwhile, and sending it again after a retryable refusal, counted in retried); it
 // returns a duplicate of the connection's descriptor, which the Go runtime does not poll, with the bytes read
 // past the reply.
 func dialSubscribed(ctx context.Context, u *url.URL, local net.Addr, subscribe []byte, retried *codeCounts) (*polledSocket, error) {
