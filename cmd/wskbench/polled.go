@@ -139,10 +139,6 @@ func (c *codeCounts) add(code string) {
 	c.mu.Unlock()
 }
 
-// retryableCodes are the refusals a client tries again after a pause (up to subscribeTries in all), as the
-// reload scenario's clients do: Kafka was slow to answer, not wrong.
-var retryableCodes = []string{"kafka_unavailable", "kafka_timeout"}
-
 // dialSubscribed dials u from local, upgrades the connection to WebSocket and sends subscribe, waiting for its
 // reply (by hand rather than with gorilla, whose Conn keeps in its buffer what arrived behind the reply and cannot
 // hand the socket over with it) (answering pings meanwhile, and sending it again after a retryable refusal, counted in retried); it

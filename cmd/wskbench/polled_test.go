@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -186,6 +187,20 @@ func TestAddCodes(t *testing.T) {
 	for _, bad := range []string{"", "kafka_timeout", "kafka_timeout x", "a 1,b 2"} {
 		if err := addCodes(map[string]int{}, bad); err == nil {
 			t.Errorf("%q: no error", bad)
+		}
+	}
+}
+
+// A refusal is retried only for the codes that say Kafka was slow, whichever request quoted it.
+func TestRetryableCode(t *testing.T) {
+	for text, want := range map[string]string{
+		`topic/subscribe failed: {"code":"kafka_unavailable","message":"…"}`:   "kafka_unavailable",
+		`the subscribe failed: {"refid":1,"s":1,"p":{"code":"kafka_timeout"}}`: "kafka_timeout",
+		`topic/subscribe failed: {"code":"unknown_topic","message":"…"}`:       "",
+		`dialing 127.0.0.1:1: connection refused`:                              "",
+	} {
+		if got := retryableCode(errors.New(text)); got != want {
+			t.Errorf("%s: got %q, want %q", text, got, want)
 		}
 	}
 }

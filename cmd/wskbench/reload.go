@@ -120,12 +120,7 @@ func (c *stormClient) subscribe(conn *wsConn) error {
 		if err == nil || try == subscribeTries {
 			return err
 		}
-		code := ""
-		for _, retryable := range []string{"kafka_unavailable", "kafka_timeout"} {
-			if strings.Contains(err.Error(), `"`+retryable+`"`) {
-				code = retryable
-			}
-		}
+		code := retryableCode(err)
 		if code == "" {
 			return err
 		}
