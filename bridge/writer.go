@@ -7,6 +7,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/gorilla/websocket"
 	"go.uber.org/zap"
@@ -184,19 +185,31 @@ func (s *Session) tryWrite(f outFrame) bool {
 	return true
 }
 
-// writeNoWait writes what the socket's buffer takes of b now, and reports how much that was.
+// writeNoWait writes what the socket's buffer takes of b now, and reports how much that was. Three choices
+// here are for the CPU a delivery costs, where one write per socket and record is most of it (BENCHMARKS.md,
+// "The send that never waits"):
+//   - send(2) with MSG_DONTWAIT rather than write(2): the socket call skips the file layer (vfs_write and
+//     fdget_pos were 7% of Caddy's CPU broadcasting 100,000 deliveries a second); MSG_NOSIGNAL makes a peer gone
+//     an EPIPE, as the runtime would have taken the SIGPIPE to mean.
+//   - a raw system call, without telling the scheduler: a send that never waits returns within microseconds, and
+//     announcing each one kept the runtime's monitor thread waking to look at it.
+//   - RawConn.Control rather than RawConn.Write: Control holds the descriptor open (a Close waits for it, so the
+//     number is never another socket's), without the poller's write lock or deadline check. Whoever writes holds
+//     the writer's place (writeThrough), so nothing else writes meanwhile, and the deadline left by the writer's
+//     last burst, passed once write_timeout went by, would otherwise refuse every write that never waits.
 func writeNoWait(raw syscall.RawConn, b []byte) (n int) {
-	_ = raw.Write(func(fd uintptr) bool {
+	_ = raw.Control(func(fd uintptr) {
 		for n < len(b) {
-			m, err := syscall.Write(int(fd), b[n:])
-			if m > 0 {
-				n += m
-			}
-			if err != nil && err != syscall.EINTR {
-				break
+			m, _, errno := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(unsafe.SliceData(b[n:]))),
+				uintptr(len(b)-n), syscall.MSG_DONTWAIT|syscall.MSG_NOSIGNAL, 0, 0)
+			switch {
+			case errno == 0 && m > 0:
+				n += int(m)
+			case errno == syscall.EINTR:
+			default:
+				return // EAGAIN: no room; anything else: the writer finds out with a write of its own
 			}
 		}
-		return true // done, whatever the outcome: never wait for the poller
 	})
 	return n
 }

@@ -180,6 +180,31 @@ func TestWriteThrough(t *testing.T) {
 			t.Fatalf("client read %q, %v; want %q", got, err, frame.data)
 		}
 	})
+	t.Run("deadline of an earlier write passed", func(t *testing.T) {
+		// The writer's last burst leaves its deadline on the connection, passed once write_timeout has gone by;
+		// it bounds the writer's writes, not those that never wait.
+		s, client := writerSession(t)
+		if err := s.conn.NetConn().SetWriteDeadline(time.Now().Add(-time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		if !s.writeThrough(frame) || len(s.out) != 0 || s.writerRunning || s.framesSent != 1 {
+			t.Fatalf("queued %d, writer running %v, %d frames sent; want the frame written by its sender", len(s.out), s.writerRunning, s.framesSent)
+		}
+		client.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, got, err := client.ReadMessage(); err != nil || !bytes.Equal(got, frame.data) {
+			t.Fatalf("client read %q, %v; want %q", got, err, frame.data)
+		}
+	})
+	t.Run("socket closed", func(t *testing.T) {
+		s, _ := writerSession(t)
+		if err := s.conn.NetConn().Close(); err != nil {
+			t.Fatal(err)
+		}
+		s.writerRunning = true // tryWrite runs in the writer's place
+		if s.tryWrite(frame) || s.framesSent != 0 {
+			t.Fatal("a frame was taken by a closed socket: the writer never learns that it failed")
+		}
+	})
 	t.Run("writer running", func(t *testing.T) {
 		s := queueSession(t)
 		if !s.offer(frame) || len(s.out) != 1 || s.framesSent != 0 {
