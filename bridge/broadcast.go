@@ -171,20 +171,29 @@ func (m *member) deliver(f outFrame, topic string) {
 	} else if m.s.offer(f) {
 		return
 	}
+	m.tooSlow(topic)
+}
+
+// release queues what was held back, in order, and lets later frames through. It queues under the member's lock:
+// the stream delivers its next batch meanwhile, and that batch waits rather than going ahead of the held ones.
+func (m *member) release(topic string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	held := m.held
+	m.held, m.ready = nil, true
+	for _, f := range held {
+		if !m.s.offer(f) {
+			m.tooSlow(topic)
+			return
+		}
+	}
+}
+
+// tooSlow closes the member's socket, which could not take a frame of the stream.
+func (m *member) tooSlow(topic string) {
 	m.s.logger().Warn("closing a socket too slow for its broadcast subscription", zap.String("topic", topic))
 	metrics.slowCloses.WithLabelValues("broadcast_queue_full").Inc()
 	m.s.shutdown(closeTooSlow)
-}
-
-// release queues what was held back, in order, and lets later frames through.
-func (m *member) release(topic string) {
-	m.mu.Lock()
-	held := m.held
-	m.held, m.ready = nil, true
-	m.mu.Unlock()
-	for _, f := range held {
-		m.deliver(f, topic)
-	}
 }
 
 func newStream(b *Broadcaster, key streamKey, start int64, at time.Time) *stream {
