@@ -20,6 +20,7 @@ func queuedOffsets(t *testing.T, s *Session) []int64 {
 	for {
 		select {
 		case f := <-s.out:
+			s.pending.Add(-1)
 			s.queued.give(f.size)
 			for _, n := range decodeFrame(t, f.data) {
 				got = append(got, n.Offset)
@@ -136,6 +137,7 @@ func TestBroadcastStreamReadsEveryPartition(t *testing.T) {
 	for len(seen) < 15 && ctx.Err() == nil {
 		select {
 		case f := <-s.out:
+			s.pending.Add(-1)
 			s.queued.give(f.size)
 			for _, n := range decodeFrame(t, f.data) {
 				seen[[2]int64{int64(n.Part), n.Offset}]++

@@ -75,7 +75,13 @@ type Session struct {
 	writerOut     chan struct{} // closed when the writer has ended for good
 	// dataEnd is closed by the writer once it writes no more data frames: a write failed, the close frame went out,
 	// or it returned. Frames still queued are then dropped, never written, and senders give up.
-	dataEnd   chan struct{}
+	dataEnd chan struct{}
+	// dataOver says dataEnd is closed, and pending counts the frames in out or being put there (whoever takes one
+	// out counts it off): every write that never waits asks both, and reading them in the session, whose memory
+	// it touches anyway, costs a delivery less than looking into each channel's own (BENCHMARKS.md, "The send
+	// that never waits").
+	dataOver  atomic.Bool
+	pending   atomic.Int32
 	closeCode atomic.Int32 // the server's close code (RFC 6455 §7.4.1); 1000 unless shutdown set one
 	peerClose atomic.Int32 // the code of the peer's close frame, once it sent one
 	peerGone  atomic.Bool  // the socket failed: send no close frame
@@ -355,6 +361,7 @@ func (s *Session) sendCtx(ctx context.Context, f outFrame) bool {
 	if !s.queued.take(ctx, s.dataEnd, f.size) {
 		return false
 	}
+	s.pending.Add(1)
 	select {
 	case s.out <- f:
 		metrics.queuedBytes.Add(float64(f.size))
@@ -363,6 +370,7 @@ func (s *Session) sendCtx(ctx context.Context, f outFrame) bool {
 	case <-s.dataEnd:
 	case <-ctx.Done():
 	}
+	s.pending.Add(-1)
 	s.queued.give(f.size)
 	return false
 }
@@ -375,12 +383,14 @@ func (s *Session) offer(f outFrame) bool {
 	if !s.queued.tryTake(f.size) {
 		return false
 	}
+	s.pending.Add(1)
 	select {
 	case s.out <- f:
 		metrics.queuedBytes.Add(float64(f.size))
 		s.kick()
 		return true
 	default:
+		s.pending.Add(-1)
 		s.queued.give(f.size)
 		return false
 	}
@@ -477,11 +487,4 @@ func (s *Session) decideClose(force bool) bool {
 }
 
 // closeFrameOut reports whether the server's close frame has gone out (or never will: the writer has stopped).
-func (s *Session) closeFrameOut() bool {
-	select {
-	case <-s.dataEnd:
-		return true
-	default:
-		return false
-	}
-}
+func (s *Session) closeFrameOut() bool { return s.dataOver.Load() }

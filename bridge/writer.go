@@ -162,7 +162,7 @@ func (s *Session) writeThrough(f outFrame) bool {
 // gone before it.
 func (s *Session) tryWrite(f outFrame) bool {
 	// A frame queued but not yet kicked is ahead of f: its sender kicks the writer next.
-	if len(s.out) > 0 || s.writeFailed() || s.peerClose.Load() != 0 {
+	if s.pending.Load() > 0 || s.writeFailed() || s.peerClose.Load() != 0 {
 		return false
 	}
 	if controls, closing := s.control.due(); controls || closing {
@@ -276,9 +276,7 @@ func (s *Session) writeBurst() {
 
 // endData marks the end of data frames: frames still queued are dropped.
 func (s *Session) endData() {
-	select {
-	case <-s.dataEnd:
-	default:
+	if !s.dataOver.Swap(true) {
 		close(s.dataEnd)
 	}
 }
@@ -297,6 +295,7 @@ gather:
 	for size < coalesceBytes && len(frames) < len(room) {
 		select {
 		case f := <-s.out:
+			s.pending.Add(-1)
 			frames = append(frames, f)
 			size += f.size
 		default:
